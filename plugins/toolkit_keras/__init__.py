@@ -1,0 +1,39 @@
+"""Built-in plugin: Keras/TensorFlow. Model zoo, datasets, training, Keras->TFLite (fp32, int8), Keras->ONNX.
+
+Registering imports no TensorFlow: the classes import it when they do their work.
+"""
+
+from toolkit.hookspecs import hookimpl
+
+from .backend import KerasBackend
+from .convert import KerasTFLiteInt8, KerasToONNX, KerasToTFLite
+from .datasets import Cifar10, Digits, FashionMNIST
+from .models import CifarCNN
+
+
+@hookimpl
+def register_models(register):
+    register(CifarCNN())
+
+
+@hookimpl
+def register_datasets(register):
+    register(FashionMNIST())
+    register(Digits())
+    register(Cifar10())
+
+
+@hookimpl
+def register_converters(register):
+    register(KerasToTFLite())
+    register(KerasToONNX())
+
+
+@hookimpl
+def register_quantizers(register):
+    register(KerasTFLiteInt8())
+
+
+@hookimpl
+def register_backends(register):
+    register(KerasBackend())

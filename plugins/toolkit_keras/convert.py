@@ -1,0 +1,155 @@
+"""Keras -> TFLite (fp32, full int8) and Keras -> ONNX (tf2onnx), both through a SavedModel export.
+
+These run in a child process (the operations layer puts them there): the TFLite converter can crash.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from toolkit import atomic
+from toolkit.artifact import Artifact, Manifest, derive_manifest, library_versions
+from toolkit.calibration import calibration_record
+from toolkit.errors import CheckFailedError, ToolkitError, UsageError
+from toolkit.interfaces import ConversionOptions, Converter, Quantizer
+from toolkit.specs import spec_from_tflite_detail, specs_from_onnx
+
+from .train import KERAS_LIBS
+
+ONNX_OPSET = 17
+
+
+def load_keras(path: Path) -> Any:
+    import keras
+
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # a corrupt zip, a missing config, unsafe lambda layers...
+        raise UsageError(f"cannot load Keras model '{path}': {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                         "Check it is a .keras file saved by Keras 3") from None
+
+
+def export_saved_model(model: Any, folder: Path) -> None:
+    """A SavedModel with a fixed input signature (batch dimension left dynamic)."""
+    model.export(str(folder), format="tf_saved_model", verbose=False)
+
+
+def _derived_manifest(source: Artifact, path: Path, fmt: str, precision: str, inputs, outputs,
+                      step: str, options: ConversionOptions, extra_libs: tuple[str, ...] = ()) -> Manifest:
+    return derive_manifest(source, path, format=fmt, precision=precision, inputs=inputs, outputs=outputs,
+                           producer={"plugin": "keras", "step": step},
+                           versions=library_versions(*KERAS_LIBS, *extra_libs), seed=options.seed)
+
+
+def _tflite_specs(data: bytes) -> tuple[list, list, list[str]]:
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_content=data)
+    ops = sorted({op["op_name"] for op in interp._get_ops_details()})
+    return ([spec_from_tflite_detail(d) for d in interp.get_input_details()],
+            [spec_from_tflite_detail(d) for d in interp.get_output_details()], ops)
+
+
+def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8: bool) -> Artifact:
+    import tensorflow as tf
+
+    model = load_keras(source.path)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "saved_model"
+        export_saved_model(model, saved)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        # Set explicitly: a default that lets SELECT_TF_OPS in makes Flex ops no runtime here can run.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if int8
+                                               else tf.lite.OpsSet.TFLITE_BUILTINS]
+        if int8:
+            calib = options.calibration
+            if calib is None or len(calib) == 0:
+                raise UsageError("int8 quantization needs calibration data", "Pass --calibration DATASET")
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+            def representative() -> Iterator[list[np.ndarray]]:
+                for i in range(len(calib)):
+                    yield [calib[i:i + 1].astype(np.float32)]
+
+            converter.representative_dataset = representative
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        try:
+            data = converter.convert()
+        except Exception as e:
+            raise ToolkitError(f"the TFLite converter failed: {str(e).strip().splitlines()[-1]}",
+                               "Check that every layer has a TFLite builtin op") from None
+    inputs, outputs, ops = _tflite_specs(data)
+    flex = [op for op in ops if op.startswith("Flex")]
+    if flex:
+        raise CheckFailedError(f"the converted model needs TensorFlow Flex ops ({', '.join(flex)}) that no "
+                               "TFLite runtime here can run", "Change the model (e.g. unroll=True for an LSTM)")
+    atomic.write_bytes(output, data)
+    precision = "int8" if int8 else "fp32"
+    manifest = _derived_manifest(source, output, "tflite", precision, inputs, outputs,
+                                 "tflite-int8" if int8 else "tflite", options)
+    manifest.extra["ops"] = ops
+    if int8:
+        manifest.quantization = calibration_record(options, "TFLite full-integer post-training quantization",
+                                                   io="int8", activations="int8 per-tensor",
+                                                   weights="int8 per-channel")
+    artifact = Artifact(output, manifest)
+    artifact.write_manifest()
+    return artifact
+
+
+class KerasToTFLite(Converter):
+    name = "keras-tflite"
+    source_format = "keras"
+    target_format = "tflite"
+    precisions = ("fp32",)
+
+    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> Artifact:
+        return _to_tflite(source, output, options, int8=False)
+
+
+class KerasTFLiteInt8(Quantizer):
+    name = "keras-tflite-int8"
+    source_formats = ("keras",)
+    target_format = "tflite"
+    schemes = ("int8",)
+
+    def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> Artifact:
+        return _to_tflite(source, output, options, int8=True)
+
+
+class KerasToONNX(Converter):
+    name = "keras-onnx"
+    source_format = "keras"
+    target_format = "onnx"
+    precisions = ("fp32",)
+
+    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> Artifact:
+        model = load_keras(source.path)
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = Path(tmp) / "saved_model"
+            export_saved_model(model, saved)
+            out_tmp = Path(tmp) / "model.onnx"
+            # tf2onnx's from_keras fails on Sequential models under Keras 3; its SavedModel path works.
+            proc = subprocess.run(
+                [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved), "--output", str(out_tmp),
+                 "--opset", str(options.extra.get("opset", ONNX_OPSET))],
+                capture_output=True, text=True)
+            if proc.returncode != 0 or not out_tmp.exists():
+                lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+                raise ToolkitError(f"tf2onnx failed: {lines[-1] if lines else proc.returncode}",
+                                   "Run with --traceback for the converter's log")
+            atomic.write_bytes(output, out_tmp.read_bytes())
+        inputs, outputs = specs_from_onnx(str(output))
+        manifest = _derived_manifest(source, output, "onnx", "fp32", inputs, outputs, "onnx", options,
+                                     extra_libs=("tf2onnx", "onnx"))
+        manifest.extra["opset"] = options.extra.get("opset", ONNX_OPSET)
+        artifact = Artifact(output, manifest)
+        artifact.write_manifest()
+        return artifact

@@ -1,0 +1,119 @@
+"""Image datasets. Fashion-MNIST from Debian's dataset-fashion-mnist and scikit-learn's digits work offline;
+CIFAR-10 and Fashion-MNIST also load through keras.datasets for users who are online."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.errors import DataUnavailableError, UsageError
+from toolkit.interfaces import Dataset
+
+OFFLINE_ALTERNATIVES = ("fashion-mnist (Debian package dataset-fashion-mnist: apt-get install dataset-fashion-mnist) "
+                        "or digits (ships with scikit-learn)")
+FASHION_DIRS = ("/usr/share/datasets/fashion-mnist",)
+
+
+def _check_split(name: str, split: str) -> None:
+    if split not in ("train", "test"):
+        raise UsageError(f"dataset {name} has no split '{split}'", "Use train or test")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST family's format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+class FashionMNIST(Dataset):
+    name = "fashion-mnist"
+    description = "Zalando Fashion-MNIST: 60,000 + 10,000 grey 28x28 images of 10 clothing classes"
+    num_classes = 10
+    class_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+
+    def _folder(self) -> Path | None:
+        candidates = [os.environ.get("TOOLKIT_FASHION_MNIST_DIR"), *FASHION_DIRS]
+        for c in candidates:
+            if c and (Path(c) / "t10k-labels-idx1-ubyte.gz").exists():
+                return Path(c)
+        return None
+
+    def available(self) -> tuple[bool, str | None]:
+        if self._folder() is not None:
+            return True, None
+        return False, ("its IDX files are not on this machine: apt-get install dataset-fashion-mnist, "
+                       "or set TOOLKIT_FASHION_MNIST_DIR to a folder holding them")
+
+    @lru_cache(maxsize=2)
+    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        _check_split(self.name, split)
+        folder = self._folder()
+        if folder is None:
+            raise DataUnavailableError(f"dataset fashion-mnist is not available: {self.available()[1]}")
+        prefix = "train" if split == "train" else "t10k"
+        x = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
+        y = _read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
+        return (x.astype(np.float32) / 255.0)[..., None], y.astype(np.int64)
+
+
+class Digits(Dataset):
+    name = "digits"
+    description = "scikit-learn's handwritten digits: 1,797 grey 8x8 images of 0-9 (80/20 split, fixed)"
+    num_classes = 10
+
+    def available(self) -> tuple[bool, str | None]:
+        if importlib.util.find_spec("sklearn") is None:
+            return False, "scikit-learn is not installed: pip install 'edge-toolkit[keras]'"
+        return True, None
+
+    @lru_cache(maxsize=2)
+    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        _check_split(self.name, split)
+        ok, why = self.available()
+        if not ok:
+            raise DataUnavailableError(f"dataset digits is not available: {why}")
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = (bunch.images.astype(np.float32) / 16.0)[..., None]
+        y = bunch.target.astype(np.int64)
+        order = np.random.default_rng(0).permutation(len(x))  # a fixed shuffle, the same everywhere
+        cut = int(len(x) * 0.8)
+        idx = order[:cut] if split == "train" else order[cut:]
+        return x[idx], y[idx]
+
+
+class Cifar10(Dataset):
+    name = "cifar10"
+    description = "CIFAR-10: 50,000 + 10,000 colour 32x32 images of 10 classes (downloads through keras.datasets)"
+    num_classes = 10
+    needs_network = True
+
+    def available(self) -> tuple[bool, str | None]:
+        cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "cifar-10-batches-py"
+        if cached.exists():
+            return True, None
+        return True, "downloads about 170 MB on first use"
+
+    @lru_cache(maxsize=2)
+    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        _check_split(self.name, split)
+        import keras
+
+        try:
+            (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()
+        except Exception as e:  # URLError, socket errors, a proxy's HTML page...
+            raise DataUnavailableError(f"cannot download CIFAR-10 ({type(e).__name__}): this machine looks offline",
+                                       f"Offline, use {OFFLINE_ALTERNATIVES}") from None
+        x, y = (xtr, ytr) if split == "train" else (xte, yte)
+        return x.astype(np.float32) / 255.0, y.reshape(-1).astype(np.int64)

@@ -1,0 +1,108 @@
+"""ONNX Runtime backend. After creating a session it reads which providers really run, so a silent
+fallback to CPU (no GPU, a missing CUDA library) is reported instead of being measured as if it were CUDA."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from importlib import metadata
+from typing import Any, Callable
+
+import numpy as np
+
+from toolkit.artifact import Artifact
+from toolkit.errors import ModelFileError, UsageError
+from toolkit.interfaces import Availability, Backend, BackendOptions, Session
+from toolkit.specs import TensorSpec
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+ONNX_DTYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16", "tensor(uint16)": "uint16",
+    "tensor(int32)": "int32", "tensor(uint32)": "uint32", "tensor(int64)": "int64", "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+}
+
+
+def _spec(arg: Any) -> TensorSpec:
+    dtype = ONNX_DTYPES.get(arg.type)
+    if dtype is None:
+        raise UsageError(f"input or output '{arg.name}' has type {arg.type}, which the toolkit cannot feed",
+                         "Only numeric and bool tensors are supported")
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
+    names = tuple(d if isinstance(d, str) else None for d in arg.shape)
+    return TensorSpec(arg.name, shape, dtype, None, names if any(names) else ())
+
+
+class OrtSession(Session):
+    def __init__(self, session: Any, requested: str, fallback: str | None):
+        self.session = session
+        self.requested = requested
+        self.fallback = fallback
+        self.input_specs = [_spec(a) for a in session.get_inputs()]
+        self.output_specs = [_spec(a) for a in session.get_outputs()]
+        self._out_names = [s.name for s in self.output_specs]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._out_names, self.session.run(self._out_names, inputs)))
+
+    def bench_callable(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        return functools.partial(self.session.run, self._out_names, inputs)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"requested": self.requested, "providers": self.session.get_providers()}
+        if self.fallback:
+            out["fallback"] = self.fallback
+        return out
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    formats = ("onnx",)
+    extra = "onnx"
+    priority = 10
+    providers = tuple(PROVIDERS)
+    description = "ONNX models on ONNX Runtime (cpu, cuda, tensorrt providers)"
+
+    def available(self) -> Availability:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return Availability(False, "onnxruntime is not installed", self.extra)
+        return Availability(True)
+
+    def versions(self) -> dict[str, str]:
+        out = {}
+        for dist in ("onnxruntime", "onnxruntime-gpu", "numpy"):
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+        return out
+
+    def load(self, artifact: Artifact, options: BackendOptions) -> Session:
+        import onnxruntime as ort
+
+        requested = options.provider or "cpu"
+        wanted = PROVIDERS[requested]
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # warnings about fallbacks are reported by describe(), not printed by ORT
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+        try:
+            session = ort.InferenceSession(str(artifact.path), sess_options=so, providers=wanted)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"onnxruntime cannot load '{artifact.path}': {first}",
+                                 "Check the file is a complete, valid .onnx model") from None
+        running = session.get_providers()
+        fallback = None
+        if wanted[0] not in running:
+            installed = ort.get_available_providers()
+            why = ("this onnxruntime build does not include it: pip install onnxruntime-gpu"
+                   if wanted[0] not in installed else "it failed to initialise (drivers, CUDA/cuDNN/TensorRT libraries)")
+            fallback = f"{wanted[0]} is not running, {running[0]} runs instead: {why}"
+        return OrtSession(session, requested, fallback)

@@ -1,0 +1,263 @@
+"""ONNX operators in plain numpy: enough for the CNN family's graphs (as tf2onnx and ONNX Runtime's QDQ
+quantizer write them) and the common glue around them. Each takes (inputs, attributes) and returns outputs."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+Op = Callable[[list[Any], dict[str, Any]], list[np.ndarray]]
+OPS: dict[str, Op] = {}
+
+
+def op(name: str) -> Callable[[Op], Op]:
+    def deco(fn: Op) -> Op:
+        OPS[name] = fn
+        return fn
+
+    return deco
+
+
+def _pads(attrs: dict[str, Any], x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...],
+          dilations: tuple[int, ...]) -> list[int]:
+    """ONNX pads as [begin..., end...], resolving auto_pad."""
+    auto = attrs.get("auto_pad", "NOTSET")
+    if isinstance(auto, bytes):
+        auto = auto.decode()
+    spatial = x.shape[2:]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begins, ends = [], []
+        for size, k, s, d in zip(spatial, kernel, strides, dilations):
+            out = -(-size // s)
+            total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+            small, big = total // 2, total - total // 2
+            begins.append(small if auto == "SAME_UPPER" else big)
+            ends.append(big if auto == "SAME_UPPER" else small)
+        return begins + ends
+    if auto == "VALID":
+        return [0] * (2 * len(spatial))
+    return list(attrs.get("pads", [0] * (2 * len(spatial))))
+
+
+def _windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], dilations: tuple[int, int],
+             pads: list[int], pad_value: float) -> np.ndarray:
+    """(N, C, Ho, Wo, kh, kw) view of the padded input's sliding windows."""
+    if any(pads):
+        x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=pad_value)
+    span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations))
+    win = sliding_window_view(x, span, axis=(2, 3))
+    return win[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
+
+
+@op("Conv")
+def conv(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
+    x, w = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    if x.ndim != 4:
+        raise NotImplementedError("Conv: only 2-D convolutions")
+    kernel = tuple(attrs.get("kernel_shape", w.shape[2:]))
+    strides = tuple(attrs.get("strides", (1, 1)))
+    dilations = tuple(attrs.get("dilations", (1, 1)))
+    group = int(attrs.get("group", 1))
+    pads = _pads(attrs, x, kernel, strides, dilations)
+    win = _windows(x, kernel, strides, dilations, pads, 0.0)  # N, C, Ho, Wo, kh, kw
+    cin = x.shape[1] // group
+    mout = w.shape[0] // group
+    outs = []
+    for g in range(group):
+        xg = win[:, g * cin:(g + 1) * cin]
+        wg = w[g * mout:(g + 1) * mout]
+        outs.append(np.einsum("nchwij,mcij->nmhw", xg, wg, optimize=True))
+    y = outs[0] if group == 1 else np.concatenate(outs, axis=1)
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1)
+    return [y.astype(x.dtype, copy=False)]
+
+
+@op("MaxPool")
+def max_pool(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
+    x = inputs[0]
+    if attrs.get("ceil_mode", 0):
+        raise NotImplementedError("MaxPool: ceil_mode=1")
+    kernel = tuple(attrs["kernel_shape"])
+    strides = tuple(attrs.get("strides", (1, 1)))
+    dilations = tuple(attrs.get("dilations", (1, 1)))
+    pads = _pads(attrs, x, kernel, strides, dilations)
+    return [_windows(x, kernel, strides, dilations, pads, -np.inf).max(axis=(4, 5))]
+
+
+@op("AveragePool")
+def average_pool(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
+    x = inputs[0]
+    kernel = tuple(attrs["kernel_shape"])
+    strides = tuple(attrs.get("strides", (1, 1)))
+    pads = _pads(attrs, x, kernel, strides, (1, 1))
+    if any(pads) and not attrs.get("count_include_pad", 0):
+        raise NotImplementedError("AveragePool: padding without count_include_pad")
+    return [_windows(x, kernel, strides, (1, 1), pads, 0.0).mean(axis=(4, 5)).astype(x.dtype)]
+
+
+@op("GlobalAveragePool")
+def global_average_pool(inputs, attrs):
+    return [inputs[0].mean(axis=tuple(range(2, inputs[0].ndim)), keepdims=True)]
+
+
+@op("Relu")
+def relu(inputs, attrs):
+    return [np.maximum(inputs[0], 0).astype(inputs[0].dtype, copy=False)]
+
+
+@op("Sigmoid")
+def sigmoid(inputs, attrs):
+    return [(1.0 / (1.0 + np.exp(-inputs[0]))).astype(inputs[0].dtype)]
+
+
+@op("Tanh")
+def tanh(inputs, attrs):
+    return [np.tanh(inputs[0])]
+
+
+@op("Softmax")
+def softmax(inputs, attrs):
+    x = inputs[0]
+    axis = int(attrs.get("axis", -1))
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return [(e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)]
+
+
+@op("MatMul")
+def matmul(inputs, attrs):
+    return [np.matmul(inputs[0], inputs[1])]
+
+
+@op("Gemm")
+def gemm(inputs, attrs):
+    a, b = inputs[0], inputs[1]
+    if attrs.get("transA", 0):
+        a = a.T
+    if attrs.get("transB", 0):
+        b = b.T
+    y = float(attrs.get("alpha", 1.0)) * (a @ b)
+    if len(inputs) > 2 and inputs[2] is not None:
+        y = y + float(attrs.get("beta", 1.0)) * inputs[2]
+    return [y.astype(inputs[0].dtype, copy=False)]
+
+
+def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Op:
+    def run(inputs, attrs):
+        return [fn(inputs[0], inputs[1])]
+
+    return run
+
+
+OPS["Add"] = _binary(np.add)
+OPS["Sub"] = _binary(np.subtract)
+OPS["Mul"] = _binary(np.multiply)
+OPS["Div"] = _binary(lambda a, b: (a // b) if np.issubdtype(a.dtype, np.integer) else a / b)
+
+
+@op("Identity")
+def identity(inputs, attrs):
+    return [inputs[0]]
+
+
+@op("Constant")
+def constant(inputs, attrs):
+    return [np.asarray(attrs["value"])]
+
+
+@op("Shape")
+def shape(inputs, attrs):
+    dims = np.array(inputs[0].shape, dtype=np.int64)
+    start, end = attrs.get("start", 0), attrs.get("end", None)
+    return [dims[start:end]]
+
+
+@op("Gather")
+def gather(inputs, attrs):
+    return [np.take(inputs[0], inputs[1].astype(np.int64), axis=int(attrs.get("axis", 0)))]
+
+
+@op("Cast")
+def cast(inputs, attrs):
+    import onnx
+
+    return [inputs[0].astype(onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"])))]
+
+
+@op("Slice")
+def slice_(inputs, attrs):
+    x, starts, ends = inputs[0], inputs[1], inputs[2]
+    axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else np.arange(len(starts))
+    steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else np.ones(len(starts), dtype=np.int64)
+    index = [slice(None)] * x.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[int(a)] = slice(int(s), int(e), int(st))
+    return [x[tuple(index)]]
+
+
+@op("Concat")
+def concat(inputs, attrs):
+    return [np.concatenate(inputs, axis=int(attrs["axis"]))]
+
+
+@op("Reshape")
+def reshape(inputs, attrs):
+    x, target = inputs[0], [int(d) for d in inputs[1]]
+    if not attrs.get("allowzero", 0):
+        target = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
+    return [x.reshape(target)]
+
+
+@op("Flatten")
+def flatten(inputs, attrs):
+    x = inputs[0]
+    axis = int(attrs.get("axis", 1))
+    return [x.reshape(int(np.prod(x.shape[:axis])), -1)]
+
+
+@op("Transpose")
+def transpose(inputs, attrs):
+    return [np.transpose(inputs[0], attrs.get("perm"))]
+
+
+@op("Squeeze")
+def squeeze(inputs, attrs):
+    axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")
+    return [np.squeeze(inputs[0], axis=tuple(int(a) for a in axes) if axes is not None else None)]
+
+
+@op("Unsqueeze")
+def unsqueeze(inputs, attrs):
+    axes = inputs[1] if len(inputs) > 1 else attrs["axes"]
+    return [np.expand_dims(inputs[0], axis=tuple(int(a) for a in axes))]
+
+
+def _per_axis(param: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
+    if param.ndim == 0 or param.size == 1:
+        return param.reshape(())
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return param.reshape(shape)
+
+
+@op("QuantizeLinear")
+def quantize_linear(inputs, attrs):
+    x, scale = inputs[0], inputs[1]
+    zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.zeros((), dtype=np.uint8)
+    axis = int(attrs.get("axis", 1))
+    info = np.iinfo(zp.dtype)
+    # Round half to even, as ONNX specifies (np.rint does).
+    q = np.rint(x / _per_axis(scale, x, axis)) + _per_axis(zp, x, axis).astype(np.int32)
+    return [np.clip(q, info.min, info.max).astype(zp.dtype)]
+
+
+@op("DequantizeLinear")
+def dequantize_linear(inputs, attrs):
+    x, scale = inputs[0], inputs[1]
+    zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.zeros((), dtype=x.dtype)
+    axis = int(attrs.get("axis", 1))
+    real = (x.astype(np.int32) - _per_axis(zp, x, axis).astype(np.int32)) * _per_axis(scale, x, axis)
+    return [real.astype(scale.dtype)]

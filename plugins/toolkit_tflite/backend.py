@@ -1,0 +1,107 @@
+"""TFLite backend over ai-edge-litert's Interpreter; XNNPACK is applied by default.
+
+tflite-runtime (last release 2023) is a fallback for devices with nothing newer: it fails under numpy 2 and
+cannot load dynamic-range int8 models made by TF 2.21, which `available()` says.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib import metadata
+from typing import Any, Callable
+
+import numpy as np
+
+from toolkit.artifact import Artifact
+from toolkit.errors import MissingRuntimeError, ModelFileError
+from toolkit.interfaces import Availability, Backend, BackendOptions, Session
+from toolkit.specs import spec_from_tflite_detail as _spec
+
+
+def _runtime() -> tuple[str, Any]:
+    """(distribution name, interpreter module) of the best installed TFLite runtime."""
+    if importlib.util.find_spec("ai_edge_litert") is not None:
+        from ai_edge_litert import interpreter
+
+        return "ai-edge-litert", interpreter
+    if importlib.util.find_spec("tflite_runtime") is not None:
+        from tflite_runtime import interpreter  # type: ignore[import-not-found]
+
+        return "tflite-runtime", interpreter
+    raise MissingRuntimeError("a TFLite runtime (ai-edge-litert)", "tflite")
+
+
+class TFLiteSession(Session):
+    def __init__(self, interpreter: Any, runtime: str, delegate: str):
+        self.interpreter = interpreter
+        self.runtime, self.delegate = runtime, delegate
+        self._in = interpreter.get_input_details()
+        self._out = interpreter.get_output_details()
+        self.input_specs = [_spec(d) for d in self._in]
+        self.output_specs = [_spec(d) for d in self._out]
+
+    def resize(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        changed = False
+        for detail in self.interpreter.get_input_details():
+            want = shapes.get(detail["name"])
+            if want is not None and tuple(detail["shape"]) != tuple(want):
+                self.interpreter.resize_tensor_input(detail["index"], list(want))
+                changed = True
+        if changed:
+            self.interpreter.allocate_tensors()
+
+    def _set_inputs(self, inputs: dict[str, np.ndarray]) -> None:
+        for detail in self._in:
+            self.interpreter.set_tensor(detail["index"], inputs[detail["name"]])
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._set_inputs(inputs)
+        self.interpreter.invoke()
+        return {d["name"]: self.interpreter.get_tensor(d["index"]).copy() for d in self._out}
+
+    def bench_callable(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        self._set_inputs(inputs)  # inputs stay in the interpreter's buffers: only invoke() is timed
+        return self.interpreter.invoke
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "delegate": self.delegate}
+
+
+class TFLiteBackend(Backend):
+    name = "tflite"
+    formats = ("tflite",)
+    extra = "tflite"
+    priority = 10
+    description = "TFLite models on LiteRT (ai-edge-litert), XNNPACK by default"
+
+    def available(self) -> Availability:
+        if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
+            return Availability(True)
+        return Availability(False, "neither ai-edge-litert nor tflite-runtime is installed", self.extra)
+
+    def versions(self) -> dict[str, str]:
+        out = {}
+        for dist in ("ai-edge-litert", "tflite-runtime", "numpy"):
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+        return out
+
+    def load(self, artifact: Artifact, options: BackendOptions) -> Session:
+        runtime, module = _runtime()
+        use_xnnpack = options.extra.get("xnnpack", True)
+        kwargs: dict[str, Any] = {"num_threads": options.threads}
+        if not use_xnnpack and hasattr(module, "OpResolverType"):
+            kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            # model_content runs the flatbuffer verifier; model_path would skip it.
+            interpreter = module.Interpreter(model_content=artifact.path.read_bytes(), **kwargs)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"{runtime} cannot load '{artifact.path}': {first}",
+                                 "Check the file is a complete .tflite model made for this runtime") from None
+        precision = artifact.precision
+        delegate = "xnnpack" if use_xnnpack and precision != "int16x8" else "builtin kernels"
+        return TFLiteSession(interpreter, runtime, delegate)

@@ -1,0 +1,46 @@
+"""Built-in plugin: device profiles (one TOML file each in this folder) and the detected `host` target."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tomllib
+from importlib import resources
+
+from toolkit.hookspecs import hookimpl
+from toolkit.interfaces import Target
+
+
+def profile_targets() -> list[Target]:
+    out = []
+    for entry in sorted(resources.files(__name__).iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".toml"):
+            data = tomllib.loads(entry.read_text())
+            out.append(Target(**data))
+    return out
+
+
+def host_target() -> Target:
+    """This machine, detected: architecture, cores, RAM, ISA flags and installed runtimes."""
+    from importlib import metadata
+
+    from toolkit.benchmark.environment import cpu_info, ram_mb
+
+    runtimes = {}
+    for dist in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "tensorflow-cpu",
+                 "tensorflow", "keras", "onnx"):
+        try:
+            runtimes[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    info = cpu_info()
+    return Target(name="host", description=f"this machine: {info['cpu']}", arch=platform.machine(),
+                  isa=info["isa"], cores=os.cpu_count(), ram_mb=ram_mb(), runtimes=runtimes,
+                  connection={"kind": "local"}, python=os.environ.get("TOOLKIT_PYTHON", "python3"), detected=True)
+
+
+@hookimpl
+def register_targets(register):
+    register(host_target())
+    for target in profile_targets():
+        register(target)

@@ -1,0 +1,185 @@
+"""Run native work in a child process with a timeout and a memory limit.
+
+Loading, converting, calibrating and benchmarking go through native code that can crash the interpreter.
+The child is a fresh interpreter (`python -m toolkit.child`), so a segfault there becomes a clear error
+here, TensorFlow loaded in one child never meets a runtime loaded in another, and scripts that call the
+toolkit need no `if __name__ == "__main__"` guard. Messages travel as pickles over a private pipe; the
+child's stdout and stderr (runtime logs) are kept in a file and shown only when something goes wrong.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from .errors import ChildCrashedError, ToolkitError
+
+DEFAULT_TIMEOUT_S = 900.0
+MEMORY_LIMIT_ENV = "TOOLKIT_CHILD_MEMORY_MB"
+_FD_ENV = "TOOLKIT_CHILD_FD"
+_HEADER = struct.Struct("!Q")
+
+
+@dataclass
+class ChildFailure:
+    """How a child ended when it did not return a result."""
+
+    signal: int | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+
+    def describe(self) -> str:
+        if self.timed_out:
+            return "timed out"
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = "signal"
+            return f"signal {self.signal}, {name}"
+        return f"exit code {self.exit_code}"
+
+
+class ChildError(ToolkitError):
+    """An error raised inside the child, carried back with its exit code and traceback."""
+
+    def __init__(self, message: str, hint: str | None, exit_code: int, child_traceback: str):
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+        self.child_traceback = child_traceback
+
+
+# ---------------------------------------------------------------------------------------------- child side
+_channel: BinaryIO | None = None
+
+
+def _send(kind: str, payload: Any) -> None:
+    data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+    assert _channel is not None
+    _channel.write(_HEADER.pack(len(data)) + data)
+    _channel.flush()
+
+
+def report_phase(name: str) -> None:
+    """Called from code running in a child: tells the parent what it is doing, so a crash can be placed."""
+    if _channel is not None:
+        _send("phase", name)
+
+
+def _child_main() -> None:
+    global _channel
+    _channel = os.fdopen(int(os.environ.pop(_FD_ENV)), "wb")
+    target, kwargs, memory_mb = pickle.load(sys.stdin.buffer)
+    if memory_mb:
+        import resource
+
+        limit = int(memory_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        module_name, _, func_name = target.partition(":")
+        result = getattr(importlib.import_module(module_name), func_name)(**kwargs)
+        _send("ok", result)
+    except ToolkitError as exc:
+        _send("error", (exc.message, exc.hint, exc.exit_code, traceback.format_exc()))
+    except MemoryError:
+        _send("error", ("ran out of memory", f"Raise the limit with {MEMORY_LIMIT_ENV}=MB", 1, traceback.format_exc()))
+    except BaseException as exc:  # a runtime's own error or a bug: keep its text and traceback
+        _send("error", (f"{type(exc).__name__}: {exc}", None, 1, traceback.format_exc()))
+    finally:
+        _channel.close()
+
+
+# ---------------------------------------------------------------------------------------------- parent side
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def run_in_child(target: str, timeout_s: float | None = DEFAULT_TIMEOUT_S, memory_mb: int | None = None,
+                 **kwargs: Any) -> Any:
+    """Call `module:function(**kwargs)` in a fresh interpreter and return its (picklable) result.
+
+    Raises ChildError for an error the function raised, and ChildCrashedError (with `.failure`, `.phase` and
+    `.log`) when the process died: a signal, a timeout, or an exit without a result.
+    """
+    if memory_mb is None and os.environ.get(MEMORY_LIMIT_ENV):
+        memory_mb = int(os.environ[MEMORY_LIMIT_ENV])
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ, **{_FD_ENV: str(write_fd)})
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    message, phase, timed_out = None, None, False
+    with tempfile.TemporaryFile() as log:
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "toolkit.child"], stdin=subprocess.PIPE, stdout=log,
+                                    stderr=log, pass_fds=(write_fd,), env=env)
+        finally:
+            os.close(write_fd)
+        try:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(pickle.dumps((target, kwargs, memory_mb), protocol=pickle.HIGHEST_PROTOCOL))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready, _, _ = select.select([read_fd], [], [], left)
+                if not ready:
+                    timed_out = True
+                    break
+                header = _read_exact(read_fd, _HEADER.size)
+                body = _read_exact(read_fd, _HEADER.unpack(header)[0]) if header else None
+                if body is None:  # the child died before it could say more
+                    break
+                kind, payload = pickle.loads(body)
+                if kind == "phase":
+                    phase = payload
+                    continue
+                message = (kind, payload)
+                break
+        finally:
+            os.close(read_fd)
+            if timed_out or message is None:
+                try:
+                    proc.wait(timeout=0 if timed_out else 10)
+                except subprocess.TimeoutExpired:
+                    pass
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            log.seek(0)
+            log_text = log.read().decode("utf-8", "replace")
+    if message is None:
+        code = proc.returncode
+        failure = ChildFailure(signal=-code if code is not None and code < 0 and not timed_out else None,
+                               exit_code=code, timed_out=timed_out)
+        err = ChildCrashedError(f"child process {failure.describe()}")
+        err.failure, err.phase, err.log = failure, phase, log_text  # type: ignore[attr-defined]
+        raise err
+    kind, payload = message
+    if kind == "ok":
+        return payload
+    text, hint, exit_code, tb = payload
+    raise ChildError(text, hint, exit_code, tb + ("\n--- child output ---\n" + log_text[-4000:] if log_text else ""))
+
+
+if __name__ == "__main__":
+    _child_main()

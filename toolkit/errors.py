@@ -1,0 +1,68 @@
+"""Domain errors. Each says what is wrong and how to fix it; the CLI turns them into one line and an exit code."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class ToolkitError(Exception):
+    """Base of every error the toolkit reports to a user. `hint` says how to fix it."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = self.message.rstrip(".")
+        return f"{text}. {self.hint}" if self.hint else f"{text}."
+
+
+class UsageError(ToolkitError):
+    """Bad input from the user: a wrong name, shape, flag combination or file. Exit 2."""
+
+
+class UnknownNameError(UsageError):
+    """A name that is not registered; suggests the nearest ones."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        if close:
+            hint = f"Did you mean '{close[0]}'? Known: {', '.join(known)}"
+        else:
+            hint = f"Known: {', '.join(known)}" if known else "None is registered: check `toolkit plugins`"
+        super().__init__(f"unknown {kind} '{name}'", hint)
+        self.name = name
+
+
+class ModelFileError(UsageError):
+    """A model file that is missing, corrupt or of an unrecognised format."""
+
+
+class MissingRuntimeError(UsageError):
+    """A runtime or framework that is not installed; the hint names the pip extra."""
+
+    def __init__(self, what: str, extra: str, reason: str | None = None):
+        msg = f"{what} is not installed" + (f" ({reason})" if reason else "")
+        super().__init__(msg, f"Install it with: pip install 'edge-toolkit[{extra}]'")
+        self.extra = extra
+
+
+class DataUnavailableError(UsageError):
+    """A dataset that cannot be loaded here (offline, missing package)."""
+
+
+class CheckFailedError(ToolkitError):
+    """An artifact failed a check against its source (parity, accuracy). Exit 1."""
+
+    exit_code = 1
+
+
+class ChildCrashedError(ToolkitError):
+    """Native code died in a child process (a signal, a timeout, out of memory). Exit 1."""
+
+    exit_code = 1

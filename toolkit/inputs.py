@@ -1,0 +1,121 @@
+"""Model inputs for a benchmark: shapes resolved from --batch and --shape, data made per dtype or read from .npz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import UsageError
+from .specs import TensorSpec
+
+
+def parse_shape_overrides(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Parse `NAME=1x512` options into {NAME: (1, 512)}."""
+    out: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+            if not sep or not name or any(d <= 0 for d in shape):
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--shape '{item}' is not NAME=DIMS", "Write it like --shape input_ids=1x128") from None
+        out[name] = shape
+    return out
+
+
+def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
+                   overrides: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """A concrete shape for every input: a dynamic first dimension takes `batch`, others need an override."""
+    unknown = set(overrides) - {s.name for s in specs}
+    if unknown:
+        names = ", ".join(s.name for s in specs)
+        raise UsageError(f"--shape names no input of this model: {', '.join(sorted(unknown))}", f"Its inputs: {names}")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        if spec.name in overrides:
+            shape = overrides[spec.name]
+            if len(shape) != len(spec.shape) or any(
+                    d is not None and d != s for d, s in zip(spec.shape, shape)):
+                raise UsageError(f"--shape {spec.name}={'x'.join(map(str, shape))} does not fit the input's shape "
+                                 f"{format_shape(spec)}", "Keep the fixed dimensions and fill in the dynamic ones")
+            shapes[spec.name] = shape
+            continue
+        shape = list(spec.shape)
+        if shape and shape[0] is None:
+            shape[0] = batch
+        elif batch != 1 and shape:
+            raise UsageError(f"input '{spec.name}' has a fixed batch of {shape[0]}, so --batch {batch} cannot apply",
+                             "Use --batch 1, or export the model with a dynamic batch dimension")
+        if any(d is None for d in shape):
+            example = "x".join(str(d if d is not None else 1) for d in shape)
+            raise UsageError(f"input '{spec.name}' has dynamic dimensions {format_shape(spec)}",
+                             f"Give them with --shape {spec.name}={example}")
+        shapes[spec.name] = tuple(int(d) for d in shape)
+    return shapes
+
+
+def format_shape(spec: TensorSpec) -> str:
+    names = spec.dim_names or (None,) * len(spec.shape)
+    parts = [str(d) if d is not None else (n or "?") for d, n in zip(spec.shape, names)]
+    return "[" + ", ".join(parts) + "]"
+
+
+def make_inputs(specs: Sequence[TensorSpec], shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
+    """Synthetic inputs per declared dtype. Integers are 0/1 (valid as token ids, masks and indices alike);
+    quantized integer inputs span their whole range."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for spec in specs:
+        shape, dtype = shapes[spec.name], np.dtype(spec.dtype)
+        if dtype == np.bool_:
+            out[spec.name] = rng.random(shape) < 0.5
+        elif np.issubdtype(dtype, np.floating):
+            out[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif np.issubdtype(dtype, np.integer):
+            if spec.quantization is not None:
+                info = np.iinfo(dtype)
+                out[spec.name] = rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
+            else:
+                out[spec.name] = rng.integers(0, 2, size=shape).astype(dtype)
+        else:
+            raise UsageError(f"input '{spec.name}' has dtype {spec.dtype}, which cannot be made up",
+                             "Pass real inputs with --inputs FILE.npz")
+    return out
+
+
+def load_npz_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """Real inputs from an .npz whose keys are the model's input names (or arr_0.. in input order)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read inputs from '{path}' ({e})", "Save them with numpy.savez(path, name=array)")
+    names = [s.name for s in specs]
+    if set(names) <= set(arrays):
+        chosen = {n: arrays[n] for n in names}
+    elif len(arrays) == len(names) and all(k == f"arr_{i}" for i, k in enumerate(arrays)):
+        chosen = dict(zip(names, arrays.values()))
+    else:
+        raise UsageError(f"'{path}' holds {', '.join(arrays) or 'nothing'}, not the model's inputs {', '.join(names)}",
+                         "Name each array after its input: numpy.savez(path, **{name: array})")
+    for spec in specs:
+        arr = chosen[spec.name]
+        if np.dtype(spec.dtype) != arr.dtype:
+            raise UsageError(f"input '{spec.name}' in '{path}' is {arr.dtype}, the model wants {spec.dtype}",
+                             f"Save it as {spec.dtype}")
+        if len(arr.shape) != len(spec.shape) or any(d is not None and d != a for d, a in zip(spec.shape, arr.shape)):
+            raise UsageError(f"input '{spec.name}' in '{path}' has shape {list(arr.shape)}, the model wants "
+                             f"{format_shape(spec)}", "Reshape the array to fit")
+    return chosen
+
+
+def check_shapes(specs: Sequence[TensorSpec], inputs: dict[str, np.ndarray]) -> None:
+    """Refuse inputs whose shape contradicts a fixed dimension, before native code sees them."""
+    for spec in specs:
+        arr = inputs[spec.name]
+        if len(arr.shape) != len(spec.shape) or any(d is not None and d != a for d, a in zip(spec.shape, arr.shape)):
+            raise UsageError(f"input '{spec.name}' has shape {list(arr.shape)}, the model wants {format_shape(spec)}",
+                             "Reshape the input to fit")

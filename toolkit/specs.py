@@ -1,0 +1,112 @@
+"""Tensor specs: name, shape (None for a dynamic dimension), dtype and quantization parameters."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine quantization: real = scale * (q - zero_point), per tensor or per `axis`."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": list(self.scale), "zero_point": list(self.zero_point), "axis": self.axis}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Quantization | None":
+        if not d:
+            return None
+        return cls(tuple(float(s) for s in d["scale"]), tuple(int(z) for z in d["zero_point"]), d.get("axis"))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    quantization: Quantization | None = None
+    # Names of dynamic dimensions where the format has them (ONNX dim_param), aligned with shape.
+    dim_names: tuple[str | None, ...] = field(default=())
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d is None for d in self.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        d["quantization"] = self.quantization.to_dict() if self.quantization else None
+        d["dim_names"] = list(self.dim_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+        return cls(
+            name=d["name"],
+            shape=tuple(d["shape"]),
+            dtype=d["dtype"],
+            quantization=Quantization.from_dict(d.get("quantization")),
+            dim_names=tuple(d.get("dim_names") or ()),
+        )
+
+    def quantize(self, real: np.ndarray) -> np.ndarray:
+        """Turn real values into this tensor's dtype (a no-op for float tensors)."""
+        if self.quantization is None or np.issubdtype(np.dtype(self.dtype), np.floating):
+            return real.astype(self.dtype, copy=False)
+        q = self.quantization
+        info = np.iinfo(np.dtype(self.dtype))
+        values = np.round(real / q.scale[0]) + q.zero_point[0]
+        return np.clip(values, info.min, info.max).astype(self.dtype)
+
+    def dequantize(self, values: np.ndarray) -> np.ndarray:
+        """Turn this tensor's values into real numbers (float32)."""
+        if self.quantization is None or np.issubdtype(values.dtype, np.floating):
+            return values.astype(np.float32, copy=False)
+        q = self.quantization
+        return (values.astype(np.float32) - q.zero_point[0]) * np.float32(q.scale[0])
+
+
+def specs_to_dicts(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
+    return [s.to_dict() for s in specs]
+
+
+def specs_from_dicts(items: Sequence[dict[str, Any]]) -> list[TensorSpec]:
+    return [TensorSpec.from_dict(d) for d in items]
+
+
+def spec_from_tflite_detail(detail: dict[str, Any]) -> TensorSpec:
+    """A TensorSpec from a TFLite interpreter's get_input_details()/get_output_details() entry."""
+    signature = detail.get("shape_signature", detail["shape"])
+    shape = tuple(None if int(d) < 0 else int(d) for d in signature)
+    qp = detail.get("quantization_parameters") or {}
+    scales, zeros = qp.get("scales", np.array([])), qp.get("zero_points", np.array([]))
+    quant = None
+    if len(scales):
+        quant = Quantization(tuple(float(s) for s in scales), tuple(int(z) for z in zeros),
+                             int(qp.get("quantized_dimension", 0)) if len(scales) > 1 else None)
+    return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name, quant)
+
+
+def specs_from_onnx(path: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output specs of an ONNX file (graph inputs that are not initializers)."""
+    import onnx  # imported here: the core's start-up stays free of format libraries
+
+    model = onnx.load(path, load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+
+    def spec(vi: Any) -> TensorSpec:
+        tt = vi.type.tensor_type
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
+        dims = tt.shape.dim
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
+        names = tuple(d.dim_param if d.HasField("dim_param") else None for d in dims)
+        return TensorSpec(vi.name, shape, dtype, None, names if any(names) else ())
+
+    return ([spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output])
