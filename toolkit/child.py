@@ -21,7 +21,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from .errors import ChildCrashedError, ToolkitError
 
@@ -77,6 +77,12 @@ def report_phase(name: str) -> None:
         _send("phase", name)
 
 
+def report_progress(payload: Any) -> None:
+    """Called from code running in a child: hands `payload` to the parent's on_progress callback."""
+    if _channel is not None:
+        _send("progress", payload)
+
+
 def _child_main() -> None:
     global _channel
     _channel = os.fdopen(int(os.environ.pop(_FD_ENV)), "wb")
@@ -113,7 +119,7 @@ def _read_exact(fd: int, n: int) -> bytes | None:
 
 
 def run_in_child(target: str, timeout_s: float | None = DEFAULT_TIMEOUT_S, memory_mb: int | None = None,
-                 **kwargs: Any) -> Any:
+                 on_progress: Callable[[Any], None] | None = None, **kwargs: Any) -> Any:
     """Call `module:function(**kwargs)` in a fresh interpreter and return its (picklable) result.
 
     Raises ChildError for an error the function raised, and ChildCrashedError (with `.failure`, `.phase` and
@@ -152,6 +158,10 @@ def run_in_child(target: str, timeout_s: float | None = DEFAULT_TIMEOUT_S, memor
                 kind, payload = pickle.loads(body)
                 if kind == "phase":
                     phase = payload
+                    continue
+                if kind == "progress":
+                    if on_progress is not None:
+                        on_progress(payload)
                     continue
                 message = (kind, payload)
                 break

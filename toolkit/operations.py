@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -110,6 +110,38 @@ def quantize(source_path: str | Path, scheme: str, calibration: str, output: str
     if verify:
         verify_against_source(artifact, source, calibration)
     return artifact
+
+
+def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
+          on_start: Callable[[int], None] | None = None,
+          on_batch: Callable[[int, int, dict], None] | None = None, **options: Any) -> tuple[Artifact, dict]:
+    """Train a model family in a child process; progress comes back through the callbacks."""
+    regs = plugins.registries()
+    regs.models.get(model)
+    regs.datasets.get(dataset)
+
+    def on_progress(payload: tuple) -> None:
+        if payload[0] == "start" and on_start:
+            on_start(payload[1])
+        elif payload[0] == "batch" and on_batch:
+            on_batch(*payload[1:])
+
+    path, metrics = run_in_child("toolkit.operations:train_in_child", timeout_s=None, on_progress=on_progress,
+                                 model=model, dataset=dataset, epochs=epochs, output_dir=str(output_dir),
+                                 options=options)
+    return Artifact.open(path), metrics
+
+
+def train_in_child(model: str, dataset: str, epochs: int, output_dir: str, options: dict[str, Any]) -> tuple:
+    """Child entry point: train, sending progress to the parent."""
+    from .child import report_progress
+
+    family = plugins.registries().models.get(model)
+    artifact, metrics = family.train(dataset, epochs, Path(output_dir),
+                                     on_start=lambda total: report_progress(("start", total)),
+                                     on_batch=lambda e, b, logs: report_progress(("batch", e, b, logs)),
+                                     **options)
+    return str(artifact.path), metrics
 
 
 # ---------------------------------------------------------------------------------------------- verification

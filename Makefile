@@ -1,0 +1,39 @@
+# `make demo`: set up .venv from a clean checkout, then run the main job offline.
+# `make test`: set up .venv, then run the whole test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+
+.PHONY: demo test install data bench-overhead docs clean
+
+demo: install data
+	$(VENV)/bin/toolkit quickstart --output quickstart-out
+
+test: install data
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Fashion-MNIST ships as a Debian package: the quickstart's offline default. Without it, quickstart uses digits.
+data:
+	@if [ ! -f $(FASHION) ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	    (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null); \
+	  else \
+	    echo "note: install the Debian package dataset-fashion-mnist for the quickstart's default dataset"; \
+	  fi; \
+	fi
+
+bench-overhead: install
+	$(PY) benchmarks/harness_overhead.py
+
+clean:
+	rm -rf $(VENV) quickstart-out .pytest_cache

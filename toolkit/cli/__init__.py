@@ -1,0 +1,105 @@
+"""The `toolkit` command line. Subcommands load lazily, so `toolkit --help` imports no ML framework.
+
+This is the one place where domain errors (ToolkitError) become CLI errors: one line, an exit code
+(2 bad input, 1 failed check or crash), and a traceback only with --traceback or TOOLKIT_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from ..errors import ToolkitError
+
+BUILTIN_COMMANDS = {
+    "quickstart": ("toolkit.cli.quickstart_cmd", "quickstart", "Train, convert, quantize, verify and benchmark the CNN, offline."),
+    "train": ("toolkit.cli.train_cmd", "train", "Train a model family on a dataset."),
+    "convert": ("toolkit.cli.convert_cmd", "convert", "Convert a model to TFLite or ONNX, checked against the source."),
+    "quantize": ("toolkit.cli.quantize_cmd", "quantize", "Quantize a model to int8, calibrated on real data."),
+    "bench": ("toolkit.cli.bench_cmd", "bench", "Benchmark .tflite/.onnx models on one or more backends."),
+    "targets": ("toolkit.cli.targets_cmd", "targets", "List device profiles and the detected host."),
+    "plugins": ("toolkit.cli.plugins_cmd", "plugins", "List installed plugins and what they register."),
+}
+
+
+class CliError(click.ClickException):
+    """A ToolkitError on its way out: one line on stderr and the error's exit code."""
+
+    def __init__(self, error: ToolkitError):
+        super().__init__(error.one_line())
+        self.exit_code = error.exit_code
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("TOOLKIT_DEBUG", "") not in ("", "0")
+
+
+def report_traceback(error: BaseException) -> None:
+    traceback.print_exception(error, file=sys.stderr)
+    child_tb = getattr(error, "child_traceback", None)
+    if child_tb:
+        click.echo("--- in the child process ---\n" + child_tb, err=True)
+
+
+class LazyGroup(click.Group):
+    """Built-in commands import their module only when run; plugins add theirs through register_commands."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(BUILTIN_COMMANDS) + [n for n in self._plugin_commands() if n not in BUILTIN_COMMANDS]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in BUILTIN_COMMANDS:
+            module, attr, _ = BUILTIN_COMMANDS[name]
+            return getattr(importlib.import_module(module), attr)
+        return self._plugin_commands().get(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help without importing each command's module.
+        rows = [(name, help_text) for name, (_, _, help_text) in BUILTIN_COMMANDS.items()]
+        rows += [(n, c.get_short_help_str(60)) for n, c in self._plugin_commands().items() if n not in BUILTIN_COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    @staticmethod
+    def _plugin_commands() -> dict[str, click.Command]:
+        from .. import plugins
+
+        return {c.name: c for c in plugins.registries().commands}
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as e:
+            if ctx.obj and ctx.obj.get("traceback") or debug_enabled():
+                report_traceback(e)
+            raise CliError(e) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="edge-toolkit", prog_name="toolkit")
+@click.option("--traceback", "show_traceback", is_flag=True, help="Show the full traceback of an error.")
+@click.pass_context
+def cli(ctx: click.Context, show_traceback: bool) -> None:
+    """edge toolkit: from training to a quantized, verified, benchmarked model on a real device.
+
+    \b
+    Start here (offline, about 2 minutes on 2 cores):
+      toolkit quickstart --output out/
+    Then bring your own model:
+      toolkit bench model.tflite model.onnx --format json
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["traceback"] = show_traceback
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="toolkit")
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

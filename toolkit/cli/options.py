@@ -1,0 +1,24 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import click
+
+format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                             show_default=True, help="Output format; json is for scripts.")
+
+
+def echo_json(obj: object) -> None:
+    import json
+
+    from ..atomic import _json_default
+
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def stdout_console():
+    """A rich console for results: terminal width on a terminal, 120 columns in a pipe or file."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=120)

@@ -1,0 +1,61 @@
+"""`toolkit quickstart`: the main job, offline, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import stdout_console, echo_json, format_option
+
+
+@click.command("quickstart")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("quickstart-out"), show_default=True, help="Folder for artifacts, results.json, report.md.")
+@click.option("--dataset", metavar="NAME", help="Image dataset (default: fashion-mnist, else digits).")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Train on only the first N training samples.")
+@click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True, help="Timed runs per pair.")
+@format_option
+def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
+    """Train the CNN, make fp32 and int8 TFLite and ONNX artifacts, check each against its source, then
+    evaluate and benchmark every artifact on every backend that can run it. Works offline.
+
+    \b
+    Example:
+      toolkit quickstart --output out/
+    """
+    from rich.console import Console
+
+    from ..quickstart import run_quickstart
+    from .progress import steps_progress, training_progress
+    from .render import fmt_us, human_size
+
+    err = Console(stderr=True)
+    with steps_progress(err, total=5 + 6) as step, training_progress(err, "  epochs") as (on_start, on_batch):
+        result = run_quickstart(output_dir, dataset=dataset, epochs=epochs, limit=limit, runs=runs, step=step,
+                                on_start=on_start, on_batch=on_batch)
+    for note in result.notes:
+        err.print(f"[yellow]Note:[/] {note}", soft_wrap=True)
+    if fmt == "json":
+        echo_json({"dataset": result.dataset, "summary": result.summary, "results": result.records})
+    else:
+        from rich.table import Table
+
+        t = result.training
+        table = Table(title=f"CNN on {result.dataset}: Keras test accuracy {t['accuracy'] * 100:.2f}%",
+                      title_justify="left")
+        for col in ("artifact", "backend", "size", "accuracy", "p50", "p90", "speed-up"):
+            table.add_column(col, justify="left" if col in ("artifact", "backend") else "right")
+        for row in result.summary:
+            acc = f"{row['accuracy'] * 100:.2f}%" if row["accuracy"] is not None else ""
+            speed = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else ""
+            table.add_row(row["artifact"], row["backend"], human_size(row["size_bytes"]), acc,
+                          fmt_us(row["p50_us"]), fmt_us(row["p90_us"]), speed)
+        stdout_console().print(table)
+        click.echo(f"Wrote {output_dir}/results.json and {output_dir}/report.md ({result.seconds:.0f} s in all)")
+    failed = [r for r in result.records if r.get("status") != "ok"]
+    for r in failed:
+        click.echo(f"Error: {r['error']}", err=True)
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,48 @@
+"""`toolkit train`: train a model family on a dataset, with a progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import echo_json, format_option
+
+
+@click.command("train")
+@click.argument("model")
+@click.option("--dataset", help="Dataset to train on (default: the model's own, e.g. fashion-mnist for cnn).")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Train on only the first N training samples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+              show_default=True, help="Folder for MODEL.keras, its manifest and metrics.json.")
+@format_option
+def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> None:
+    """Train MODEL (a model family, e.g. cnn) and write DIR/MODEL.keras, its manifest and metrics.json.
+
+    \b
+    Example:
+      toolkit train cnn --dataset fashion-mnist --epochs 2 --output out/
+    """
+    from rich.console import Console
+
+    from .. import operations, plugins
+    from .progress import training_progress
+
+    regs = plugins.registries()
+    family = regs.models.get(model)
+    dataset = dataset or family.default_dataset
+    regs.datasets.get(dataset)
+    console = Console(stderr=True)
+    with training_progress(console, f"training {model} on {dataset}") as (on_start, on_batch):
+        artifact, metrics = operations.train(model, dataset, epochs, output_dir, on_start=on_start,
+                                             on_batch=on_batch, batch_size=batch_size, limit=limit, seed=seed)
+    if fmt == "json":
+        echo_json({"model": str(artifact.path), "manifest": artifact.manifest.to_dict(), "metrics": metrics})
+        return
+    click.echo(f"Trained {model} on {dataset} ({metrics['train_samples']} samples, {epochs} epochs, "
+               f"{metrics['train_seconds']:.0f} s): test accuracy {metrics['accuracy'] * 100:.2f}% "
+               f"on {metrics['test_samples']} held-out samples")
+    click.echo(f"Wrote {artifact.path}, {artifact.path.name}.manifest.json and metrics.json in {output_dir}")

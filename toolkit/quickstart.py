@@ -1,0 +1,153 @@
+"""The main job: train the CNN offline, make fp32 and int8 TFLite and ONNX artifacts, check each against its
+source, evaluate and benchmark each on every backend that can run it, and write results.json and report.md."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import atomic, operations, plugins
+from .artifact import Artifact
+from .benchmark.environment import environment
+from .benchmark.measure import BenchRequest
+from .benchmark.runner import capable_backends, run_pair
+
+MODEL = "cnn"
+FALLBACK_DATASET = "digits"
+
+
+@dataclass
+class QuickstartResult:
+    output_dir: Path
+    dataset: str
+    notes: list[str]
+    training: dict[str, Any]
+    artifacts: list[Artifact]
+    records: list[dict[str, Any]]
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def choose_dataset(requested: str | None) -> tuple[str, list[str]]:
+    """The requested dataset, else the CNN's default, else one that ships with a pip package."""
+    regs = plugins.registries()
+    if requested:
+        regs.datasets.get(requested)
+        return requested, []
+    default = regs.models.get(MODEL).default_dataset
+    ok, why = regs.datasets.get(default).available()
+    if ok:
+        return default, []
+    return FALLBACK_DATASET, [f"{default} is not available ({why}); using {FALLBACK_DATASET} instead"]
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (artifact, backend), with the speed-up over the fp32 artifact of the same format there."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    fp32 = {(r["format"], r["backend"]): r["latency_us"]["p50"] for r in ok if r["precision"] == "fp32"}
+    rows = []
+    for r in ok:
+        base = fp32.get((r["format"], r["backend"]))
+        rows.append({
+            "artifact": Path(r["model"]).name,
+            "backend": r["backend"],
+            "format": r["format"],
+            "precision": r["precision"],
+            "size_bytes": r["size_bytes"],
+            "accuracy": (r.get("accuracy") or {}).get("top1"),
+            "accuracy_samples": (r.get("accuracy") or {}).get("samples"),
+            "p50_us": r["latency_us"]["p50"],
+            "p90_us": r["latency_us"]["p90"],
+            "speedup_vs_fp32": round(base / r["latency_us"]["p50"], 2) if base else None,
+            "unstable": r["unstable"],
+        })
+    return rows
+
+
+def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int = 2, limit: int | None = None,
+                   runs: int = 200, max_seconds: float = 4.0, eval_seconds: float = 30.0, seed: int = 0,
+                   step: Callable[[str], None] = lambda s: None,
+                   on_start: Callable[[int], None] | None = None,
+                   on_batch: Callable[[int, int, dict], None] | None = None) -> QuickstartResult:
+    t0 = time.perf_counter()
+    dataset, notes = choose_dataset(dataset)
+
+    step(f"training {MODEL} on {dataset}")
+    keras_artifact, training = operations.train(MODEL, dataset, epochs, output_dir, on_start=on_start,
+                                                on_batch=on_batch, limit=limit, seed=seed)
+    keras_path = keras_artifact.path
+    step("converting to TFLite fp32")
+    tflite = operations.convert(keras_path, "tflite")
+    step("quantizing to TFLite int8")
+    tflite_int8 = operations.quantize(keras_path, "int8", dataset, to="tflite", seed=seed)
+    step("converting to ONNX fp32")
+    onnx = operations.convert(keras_path, "onnx")
+    step("quantizing to ONNX int8 (QDQ)")
+    onnx_int8 = operations.quantize(onnx.path, "int8", dataset, seed=seed)
+    artifacts = [tflite, tflite_int8, onnx, onnx_int8]
+
+    records = []
+    for artifact in artifacts:
+        for backend in capable_backends(artifact):
+            step(f"benchmarking {artifact.path.name} on {backend}")
+            records.append(run_pair(BenchRequest(model=str(artifact.path), backend=backend, runs=runs, warmup=20,
+                                                 max_seconds=max_seconds, dataset=dataset, batch=1,
+                                                 eval_seconds=eval_seconds, seed=seed)))
+    result = QuickstartResult(output_dir, dataset, notes, training, artifacts, records, summarise(records))
+    result.seconds = round(time.perf_counter() - t0, 1)
+    write_results(result)
+    return result
+
+
+def write_results(result: QuickstartResult) -> None:
+    atomic.write_json(result.output_dir / "results.json", {
+        "dataset": result.dataset,
+        "notes": result.notes,
+        "seconds": result.seconds,
+        "training": result.training,
+        "artifacts": [a.manifest.to_dict() for a in result.artifacts if a.manifest],
+        "summary": result.summary,
+        "results": result.records,
+        "environment": environment(),
+    })
+    atomic.write_text(result.output_dir / "report.md", report_markdown(result))
+
+
+def report_markdown(result: QuickstartResult) -> str:
+    env = environment()
+    t = result.training
+    lines = [
+        "# edge toolkit quickstart report",
+        "",
+        f"CNN trained on **{result.dataset}** ({t['train_samples']} samples, {t['epochs']} epochs, "
+        f"{t['train_seconds']:.0f} s): Keras test accuracy **{t['accuracy'] * 100:.2f}%** "
+        f"on {t['test_samples']} held-out samples.",
+        "",
+        f"Machine: {env['cpu']}, {env['cores']} cores, {env['arch']}, ISA {' '.join(env['isa'])}. "
+        f"Whole run: {result.seconds:.0f} s.",
+        "",
+        "| artifact | backend | size | accuracy | p50 | p90 | speed-up vs fp32 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in result.summary:
+        acc = f"{row['accuracy'] * 100:.2f}%" if row["accuracy"] is not None else ""
+        speed = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else ""
+        lines.append(f"| {row['artifact']} | {row['backend']} | {row['size_bytes'] / 1024:.1f} KB | {acc} | "
+                     f"{row['p50_us']:.1f} us | {row['p90_us']:.1f} us | {speed} |")
+    lines += ["", "## Checks against the source", ""]
+    for a in result.artifacts:
+        p = a.manifest.metrics.get("parity", {}) if a.manifest else {}
+        if p:
+            lines.append(f"- `{a.path.name}` vs `{p['against']}` on {p['data']}: top-1 agreement "
+                         f"{p['top1_agreement'] * 100:.2f}%, max |diff| {p['max_abs_diff']:.3g} "
+                         f"({'passed' if p['passed'] else 'FAILED'}: {p['rule']})")
+    failed = [r for r in result.records if r.get("status") != "ok"]
+    if failed or result.notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {n}" for n in result.notes]
+        lines += [f"- {r['error']}" for r in failed]
+    lines += ["", "Accuracy is top-1 on the held-out split (samples counted in results.json); latency is batch 1, "
+              "timed around the runtime's own call after warm-up. results.json holds every record.", ""]
+    return "\n".join(lines)
