@@ -29,13 +29,16 @@ ONNX_DTYPES = {
 }
 
 
-def _spec(arg: Any) -> TensorSpec:
+def _spec(arg: Any, is_input: bool = True) -> TensorSpec:
     dtype = ONNX_DTYPES.get(arg.type)
     if dtype is None:
-        raise UsageError(f"input or output '{arg.name}' has type {arg.type}, which the toolkit cannot feed",
-                         "Only numeric and bool tensors are supported")
-    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
-    names = tuple(d if isinstance(d, str) else None for d in arg.shape)
+        if not is_input:  # e.g. a classifier's seq(map(...)) output: it is returned as ORT gives it
+            return TensorSpec(arg.name, (), arg.type)
+        raise UsageError(f"input '{arg.name}' has type {arg.type}, which the toolkit cannot generate or feed",
+                         "Only numeric and bool tensor inputs are supported")
+    dims = arg.shape or []
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
+    names = tuple(d if isinstance(d, str) else None for d in dims)
     return TensorSpec(arg.name, shape, dtype, None, names if any(names) else ())
 
 
@@ -45,7 +48,7 @@ class OrtSession(Session):
         self.requested = requested
         self.fallback = fallback
         self.input_specs = [_spec(a) for a in session.get_inputs()]
-        self.output_specs = [_spec(a) for a in session.get_outputs()]
+        self.output_specs = [_spec(a, is_input=False) for a in session.get_outputs()]
         self._out_names = [s.name for s in self.output_specs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

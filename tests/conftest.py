@@ -1,0 +1,74 @@
+"""Shared fixtures: a CNN really trained on scikit-learn's digits and its real converted artifacts.
+
+Everything runs the real stack (TensorFlow in child processes, LiteRT, ONNX Runtime); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).parent
+SUPPORT = TESTS / "support"
+TOOLKIT = str(Path(sys.executable).with_name("toolkit"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins(monkeypatch):
+    """Each test sees plugins as the environment defines them; test plugins are importable in children too."""
+    from toolkit import plugins
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")])))
+    if str(SUPPORT) not in sys.path:
+        sys.path.insert(0, str(SUPPORT))
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """A CNN trained on digits (8x8x1, so the CNN adapts its padding), in its own folder with a manifest."""
+    from toolkit import operations
+
+    out = tmp_path_factory.mktemp("trained")
+    operations.train("cnn", "digits", 12, out, seed=0)
+    return out / "cnn.keras"
+
+
+@pytest.fixture(scope="session")
+def artifacts(trained) -> dict[str, Path]:
+    """fp32 and int8 TFLite and ONNX artifacts of the trained CNN, each already checked against its source."""
+    from toolkit import operations
+
+    return {
+        "keras": trained,
+        "tflite": operations.convert(trained, "tflite").path,
+        "tflite_int8": operations.quantize(trained, "int8", "digits", to="tflite").path,
+        "onnx": operations.convert(trained, "onnx").path,
+        "onnx_int8": operations.quantize(trained.with_suffix(".onnx"), "int8", "digits").path,
+    }
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The real console script in a fresh process, as a user runs it."""
+    return subprocess.run([TOOLKIT, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def bench_json(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    proc = run_cli("bench", *args, "--format", "json", env=env)
+    results = json.loads(proc.stdout)["results"] if proc.stdout.strip() else []
+    return proc, results
+
+
+def digits_test() -> tuple[np.ndarray, np.ndarray]:
+    from toolkit import plugins
+
+    return plugins.registries().datasets.get("digits").load("test")
