@@ -19,14 +19,16 @@ SUPPORT = TESTS / "support"
 TOOLKIT = str(Path(sys.executable).with_name("toolkit"))
 
 
+# Test plugins and model makers in tests/support are importable here and in every child process.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, str(SUPPORT))
+
+
 @pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch):
-    """Each test sees plugins as the environment defines them; test plugins are importable in children too."""
+def fresh_plugins():
+    """Each test sees plugins as the environment defines them."""
     from toolkit import plugins
 
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")])))
-    if str(SUPPORT) not in sys.path:
-        sys.path.insert(0, str(SUPPORT))
     plugins.reset()
     yield
     plugins.reset()

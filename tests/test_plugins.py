@@ -156,3 +156,22 @@ def test_listing_plugins_imports_no_ml_framework():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_later_failing_hook_takes_back_what_earlier_hooks_registered():
+    from toolkit.interfaces import Target
+
+    class FailsLate:
+        @hookimpl
+        def register_targets(self, register):
+            register(Target(name="half-board"))
+
+        @hookimpl
+        def register_models(self, register):
+            raise RuntimeError("model zoo is broken")
+
+    plugins.reset([("fails-late", FailsLate())])
+    record = records_by_name()["fails-late"]
+    assert record.status == "failed" and record.registers == {}
+    assert "half-board" not in plugins.registries().targets
+    assert "host" in plugins.registries().targets

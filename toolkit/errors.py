@@ -46,9 +46,11 @@ class ModelFileError(UsageError):
 class MissingRuntimeError(UsageError):
     """A runtime or framework that is not installed; the hint names the pip extra."""
 
-    def __init__(self, what: str, extra: str, reason: str | None = None):
+    def __init__(self, what: str, extra: str | None, reason: str | None = None):
         msg = f"{what} is not installed" + (f" ({reason})" if reason else "")
-        super().__init__(msg, f"Install it with: pip install 'edge-toolkit[{extra}]'")
+        hint = (f"Install it with: pip install 'edge-toolkit[{extra}]'" if extra
+                else "Install the runtime its plugin needs (see the plugin's README)")
+        super().__init__(msg, hint)
         self.extra = extra
 
 

@@ -29,6 +29,7 @@ def parse_shape_overrides(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
 def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
                    overrides: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """A concrete shape for every input: a dynamic first dimension takes `batch`, others need an override."""
+    overrides = {_spec_name(specs, k): v for k, v in overrides.items()}
     unknown = set(overrides) - {s.name for s in specs}
     if unknown:
         names = ", ".join(s.name for s in specs)
@@ -50,11 +51,27 @@ def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
             raise UsageError(f"input '{spec.name}' has a fixed batch of {shape[0]}, so --batch {batch} cannot apply",
                              "Use --batch 1, or export the model with a dynamic batch dimension")
         if any(d is None for d in shape):
-            example = "x".join(str(d if d is not None else 1) for d in shape)
+            names = spec.dim_names or (None,) * len(shape)
+            example = "x".join(str(d) if d is not None else f"<{n or 'size'}>" for d, n in zip(shape, names))
             raise UsageError(f"input '{spec.name}' has dynamic dimensions {format_shape(spec)}",
-                             f"Give them with --shape {spec.name}={example}")
+                             f"Give them with --shape {short_name(spec.name)}={example}")
         shapes[spec.name] = tuple(int(d) for d in shape)
     return shapes
+
+
+def short_name(name: str) -> str:
+    """A tensor name as a user would type it: TFLite's 'serving_default_tokens:0' is 'tokens'."""
+    name = name.removeprefix("serving_default_")
+    base, sep, index = name.rpartition(":")
+    return base if sep and index.isdigit() else name
+
+
+def _spec_name(specs: Sequence[TensorSpec], given: str) -> str:
+    """The input a user means: its exact name, or its short name when that is unambiguous."""
+    if any(s.name == given for s in specs):
+        return given
+    matches = [s.name for s in specs if short_name(s.name) == given]
+    return matches[0] if len(matches) == 1 else given
 
 
 def format_shape(spec: TensorSpec) -> str:
@@ -93,6 +110,7 @@ def load_npz_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, 
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read inputs from '{path}' ({e})", "Save them with numpy.savez(path, name=array)")
+    arrays = {_spec_name(specs, k): v for k, v in arrays.items()}
     names = [s.name for s in specs]
     if set(names) <= set(arrays):
         chosen = {n: arrays[n] for n in names}

@@ -135,14 +135,16 @@ def load_plugins(extra_plugins: list[tuple[str, object]] | None = None) -> Loade
 
             def register(item: Any, _registry=registry, _owner=impl.plugin_name, _added=added) -> None:
                 _registry.add(item, owner=_owner)
-                _added.append(_registry._name_of(item))
+                _added.append(_registry.name_of(item))
 
             try:
                 impl.function(register=register)
             except Exception as exc:
                 record.status, record.error = "failed", f"{hook_name}: {_error_text(exc)}"
-                for item_name in added:  # a half-registered plugin is worse than none
-                    registry._items.pop(item_name, None)
+                # A half-registered plugin is worse than none: take back what its earlier hooks added too.
+                for reg in registries.kinds().values():
+                    reg.remove_owned_by(impl.plugin_name)
+                record.registers = {}
                 continue
             if added:
                 record.registers.setdefault(kind, []).extend(added)

@@ -27,6 +27,13 @@ class Registry(Generic[T]):
         self._items[name] = item
         self._owners[name] = owner
 
+    def name_of(self, item: T) -> str:
+        return self._name_of(item)
+
+    def remove_owned_by(self, owner: str) -> None:
+        for name in [n for n, o in self._owners.items() if o == owner]:
+            del self._items[name], self._owners[name]
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -23,7 +23,7 @@ def default_backend(artifact: Artifact) -> str:
     if not ready:
         best = max(candidates, key=lambda b: b.priority)
         av = best.available()
-        raise MissingRuntimeError(f"the {best.name} runtime", best.extra or best.name, av.reason)
+        raise MissingRuntimeError(f"the {best.name} runtime", av.extra or best.extra, av.reason)
     return max(ready, key=lambda b: b.priority).name
 
 
@@ -37,7 +37,7 @@ def check_backend(name: str, artifact: Artifact, provider: str | None) -> None:
     backend = plugins.registries().backends.get(name)
     av = backend.available()
     if not av.ok:
-        raise MissingRuntimeError(f"the {name} runtime", av.extra or backend.extra or name, av.reason)
+        raise MissingRuntimeError(f"the {name} runtime", av.extra or backend.extra, av.reason)
     why = backend.supports(artifact)
     if why:
         raise UsageError(f"{why} ({artifact.path.name})", "Pick another --backend or convert the model")

@@ -1,0 +1,76 @@
+"""Models the toolkit did not make, as a user would bring them: several inputs, dynamic dimensions,
+integer, bool and int8 inputs. TFLite ones are made with TensorFlow, so call make_tflite_models in a child."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def make_onnx_multi_input(path: Path) -> Path:
+    """x float [N, 8] -> MatMul; ids int64 [N, seq] and mask bool [N, seq] -> masked sum. Two outputs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["dense"]),
+        helper.make_node("Cast", ["ids"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["ids_f", "mask_f"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked"], ["total"], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "multi_input",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8]),
+         helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", "seq"]),
+         helper.make_tensor_value_info("mask", TensorProto.BOOL, ["N", "seq"])],
+        [helper.make_tensor_value_info("dense", TensorProto.FLOAT, ["N", 3]),
+         helper.make_tensor_value_info("total", TensorProto.FLOAT, [])],
+        [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_tflite_models(folder: str) -> dict[str, str]:
+    """Two TFLite files made straight with TensorFlow (no toolkit code):
+    - two_inputs.tflite: x float32 [None, 4] and tokens int32 [None, None] (a dynamic sequence length);
+    - int8_mlp.tflite: a full-integer MLP with int8 input and output, calibrated on random data."""
+    import tensorflow as tf
+
+    out = Path(folder)
+
+    class TwoInputs(tf.Module):
+        def __init__(self):
+            self.w = tf.constant(np.random.default_rng(1).standard_normal((4, 2)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x"),
+                                      tf.TensorSpec([None, None], tf.int32, name="tokens")])
+        def __call__(self, x, tokens):
+            return {"dense": tf.matmul(x, self.w), "count": tf.reduce_sum(tokens, axis=1)}
+
+    module = TwoInputs()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    (out / "two_inputs.tflite").write_bytes(conv.convert())
+
+    rng = np.random.default_rng(2)
+    w1 = rng.standard_normal((16, 32)).astype(np.float32)
+    w2 = rng.standard_normal((32, 4)).astype(np.float32)
+
+    class MLP(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32, name="features")])
+        def __call__(self, x):
+            return tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2)
+
+    mlp = MLP()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([mlp.__call__.get_concrete_function()], mlp)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.random((1, 16), dtype=np.float32)] for _ in range(50))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    (out / "int8_mlp.tflite").write_bytes(conv.convert())
+    return {"two_inputs": str(out / "two_inputs.tflite"), "int8_mlp": str(out / "int8_mlp.tflite")}
