@@ -118,7 +118,7 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def run_in_child(target: str, timeout_s: float | None = DEFAULT_TIMEOUT_S, memory_mb: int | None = None,
+def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S, memory_mb: int | None = None,
                  on_progress: Callable[[Any], None] | None = None, **kwargs: Any) -> Any:
     """Call `module:function(**kwargs)` in a fresh interpreter and return its (picklable) result.
 
@@ -192,4 +192,7 @@ def run_in_child(target: str, timeout_s: float | None = DEFAULT_TIMEOUT_S, memor
 
 
 if __name__ == "__main__":
-    _child_main()
+    # Run as toolkit.child, not __main__: the code this calls reports through toolkit.child's channel.
+    from toolkit import child
+
+    child._child_main()

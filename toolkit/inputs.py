@@ -52,7 +52,7 @@ def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
                              "Use --batch 1, or export the model with a dynamic batch dimension")
         if any(d is None for d in shape):
             names = spec.dim_names or (None,) * len(shape)
-            example = "x".join(str(d) if d is not None else f"<{n or 'size'}>" for d, n in zip(shape, names))
+            example = "x".join(str(d) if d is not None else f"<{_dim_label(n, 'size')}>" for d, n in zip(shape, names))
             raise UsageError(f"input '{spec.name}' has dynamic dimensions {format_shape(spec)}",
                              f"Give them with --shape {short_name(spec.name)}={example}")
         shapes[spec.name] = tuple(int(d) for d in shape)
@@ -74,9 +74,14 @@ def _spec_name(specs: Sequence[TensorSpec], given: str) -> str:
     return matches[0] if len(matches) == 1 else given
 
 
+def _dim_label(name: str | None, default: str) -> str:
+    # Converters name anonymous dimensions (tf2onnx: unk__48); those names mean nothing to a user.
+    return name if name and not name.startswith("unk__") else default
+
+
 def format_shape(spec: TensorSpec) -> str:
     names = spec.dim_names or (None,) * len(spec.shape)
-    parts = [str(d) if d is not None else (n or "?") for d, n in zip(spec.shape, names)]
+    parts = [str(d) if d is not None else _dim_label(n, "?") for d, n in zip(spec.shape, names)]
     return "[" + ", ".join(parts) + "]"
 
 

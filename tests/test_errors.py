@@ -1,0 +1,159 @@
+"""Bad input gets one clear line with the fix, a non-zero exit, no traceback; a crash in a child is contained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolkit.child import run_in_child
+from toolkit.cli import cli
+
+from conftest import bench_json, run_cli
+
+
+def one_line_error(result) -> str:
+    """The CLI's stderr must be exactly one 'Error:' line."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def invoke():
+    runner = CliRunner()
+    return lambda *args: runner.invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_a_corrupt_model_file(tmp_path, invoke):
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"\x00" * 4 + b"TFL3" + b"\xff" * 200)
+    result = invoke("bench", str(bad))
+    assert result.exit_code == 2
+    assert "cannot load" in one_line_error(result)
+
+
+def test_a_file_that_is_not_a_model(tmp_path, invoke):
+    bad = tmp_path / "model.onnx"
+    bad.write_text("<html>rate limited</html>")
+    result = invoke("bench", str(bad))
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: '{bad}' is not a valid ONNX file (it does not start with an ONNX "
+                                      "header). Re-export the model, or check that the download finished")
+
+
+def test_a_malformed_tflite_operator_is_refused_or_contained(artifacts, tmp_path):
+    bad = run_in_child("malformed_models:tflite_with_invalid_operator_input", source=str(artifacts["tflite"]),
+                       target=str(tmp_path / "bad.tflite"))
+    proc, results = bench_json(bad, str(artifacts["tflite"]), "--runs", "5")
+    assert proc.returncode in (1, 2)
+    assert results[0]["status"] == "error" and results[1]["status"] == "ok"
+    assert "bad.tflite" in results[0]["error"]
+
+
+def test_unknown_backend_and_dataset_suggest_the_nearest(artifacts, invoke):
+    result = invoke("bench", str(artifacts["onnx"]), "--backend", "onnxrt")
+    assert result.exit_code == 2
+    assert "unknown backend 'onnxrt'. Did you mean 'onnxruntime'?" in one_line_error(result)
+    result = invoke("bench", str(artifacts["onnx"]), "--dataset", "fashionmnist")
+    assert "Did you mean 'fashion-mnist'?" in one_line_error(result)
+    result = invoke("train", "cnnn")
+    assert "unknown model 'cnnn'. Did you mean 'cnn'?" in one_line_error(result)
+
+
+def test_a_backend_that_cannot_run_the_format(artifacts, invoke):
+    result = invoke("bench", str(artifacts["tflite"]), "--backend", "onnxruntime")
+    assert result.exit_code == 2
+    assert "onnxruntime runs onnx files, not tflite" in one_line_error(result)
+
+
+def test_a_missing_runtime_names_the_pip_extra(artifacts):
+    proc = run_cli("bench", str(artifacts["tflite"]), "--backend", "npu-sim",
+                   env={"TOOLKIT_PLUGIN_MODULES": "missing_runtime_plugin"})
+    assert proc.returncode == 2
+    assert one_line_error(proc) == ("Error: the npu-sim runtime is not installed (the npu_sim module is not "
+                                    "installed). Install it with: pip install 'edge-toolkit[npu]'")
+
+
+def test_wrong_input_shape_from_an_npz(artifacts, tmp_path, invoke):
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, image=np.zeros((1, 28, 28, 1), np.float32))
+    result = invoke("bench", str(artifacts["onnx"]), "--inputs", str(inputs))
+    assert result.exit_code == 2
+    assert "has shape [1, 28, 28, 1], the model wants [?, 8, 8, 1]" in one_line_error(result)
+
+
+def test_a_dataset_that_does_not_fit_the_model(artifacts, monkeypatch, tmp_path, invoke):
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    # A real (tiny) IDX pair in the Fashion-MNIST layout: 28x28 images do not fit an 8x8 model.
+    import gzip
+
+    for prefix, n in (("train", 4), ("t10k", 4)):
+        images = np.zeros((n, 28, 28), np.uint8).tobytes()
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(b"\x00\x00\x08\x03" + b"".join(d.to_bytes(4, "big") for d in (n, 28, 28)) + images)
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + bytes(n))
+    monkeypatch.setenv("TOOLKIT_FASHION_MNIST_DIR", str(folder))
+    result = invoke("bench", str(artifacts["tflite"]), "--dataset", "fashion-mnist", "--runs", "5")
+    assert result.exit_code == 2
+    assert "dataset 'fashion-mnist' gives inputs of shape [28, 28, 1], the model wants [8, 8, 1]" in \
+        one_line_error(result)
+
+
+def test_conflicting_flags_are_refused(artifacts, tmp_path, invoke):
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, image=np.zeros((1, 8, 8, 1), np.float32))
+    result = invoke("bench", str(artifacts["onnx"]), "--inputs", str(inputs), "--batch", "4")
+    assert result.exit_code == 2
+    assert "--inputs fixes the input shapes" in one_line_error(result)
+    result = invoke("bench", str(artifacts["onnx"]), "--all-backends", "--backend", "reference")
+    assert "contradict" in one_line_error(result)
+
+
+def test_converting_to_the_same_format_or_over_the_source(artifacts, invoke):
+    result = invoke("convert", str(artifacts["onnx"]), "--to", "onnx")
+    assert result.exit_code == 2 and "already a onnx model" in one_line_error(result)
+    result = invoke("convert", str(artifacts["keras"]), "--to", "onnx", "--output", str(artifacts["keras"]))
+    assert "would overwrite the source model" in one_line_error(result)
+
+
+def test_offline_cifar10_names_the_offline_alternatives(tmp_path, monkeypatch):
+    # keras.datasets really tries to download here; this machine has no route to it.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    proc = run_cli("train", "cnn", "--dataset", "cifar10", "--epochs", "1", "--output", str(tmp_path / "out"),
+                   env={"KERAS_HOME": str(tmp_path)})
+    assert proc.returncode == 2
+    line = one_line_error(proc)
+    assert "cannot download CIFAR-10" in line and "fashion-mnist" in line and "digits" in line
+
+
+def test_traceback_flag_and_debug_variable_show_the_stack(artifacts):
+    proc = run_cli("--traceback", "bench", str(artifacts["onnx"]), "--backend", "onnxrt")
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+    proc = run_cli("bench", str(artifacts["onnx"]), "--backend", "onnxrt", env={"TOOLKIT_DEBUG": "1"})
+    assert "Traceback" in proc.stderr
+
+
+def test_a_backend_that_dies_by_a_signal_is_contained_and_the_others_carry_on(artifacts):
+    proc, results = bench_json(str(artifacts["tflite"]), "--backend", "segfault", "--backend", "tflite",
+                               "--runs", "5", env={"TOOLKIT_PLUGIN_MODULES": "segfault_backend"})
+    assert proc.returncode == 1
+    crashed, ok = results
+    assert crashed["status"] == "error" and crashed["exit_code"] == 1
+    assert crashed["error"].startswith(f"backend segfault crashed while loading {artifacts['tflite']} "
+                                       "(signal 11, SIGSEGV)")
+    assert ok["status"] == "ok" and ok["backend"] == "tflite"
+    assert f"Error: backend segfault crashed while loading" in proc.stderr
+
+
+def test_a_child_that_runs_past_its_timeout_is_killed():
+    from toolkit.errors import ChildCrashedError
+
+    with pytest.raises(ChildCrashedError) as err:
+        run_in_child("slow_work:sleep", timeout_s=1.0, seconds=60)
+    assert err.value.failure.timed_out
+    assert err.value.one_line() == "child process timed out."
