@@ -32,6 +32,9 @@ data:
 	  fi; \
 	fi
 
+docs: install
+	$(PY) docs/gen_cli_reference.py
+
 bench-overhead: install
 	$(PY) benchmarks/harness_overhead.py
 

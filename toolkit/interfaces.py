@@ -26,6 +26,7 @@ class Dataset(ABC):
     task: ClassVar[str] = "classification"
     num_classes: ClassVar[int] = 0
     needs_network: ClassVar[bool] = False
+    suggested_epochs: ClassVar[int] = 2  # enough for a useful model when the user does not say
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
 
     @abstractmethod

@@ -13,6 +13,7 @@ from .artifact import Artifact
 from .benchmark.environment import environment
 from .benchmark.measure import BenchRequest
 from .benchmark.runner import capable_backends, run_pair
+from .units import fmt_us, human_size
 
 MODEL = "cnn"
 FALLBACK_DATASET = "digits"
@@ -66,13 +67,14 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int = 2, limit: int | None = None,
+def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | None = None, limit: int | None = None,
                    runs: int = 200, max_seconds: float = 4.0, eval_seconds: float = 30.0, seed: int = 0,
                    step: Callable[[str], None] = lambda s: None,
                    on_start: Callable[[int], None] | None = None,
                    on_batch: Callable[[int, int, dict], None] | None = None) -> QuickstartResult:
     t0 = time.perf_counter()
     dataset, notes = choose_dataset(dataset)
+    epochs = epochs or plugins.registries().datasets.get(dataset).suggested_epochs
 
     step(f"training {MODEL} on {dataset}")
     keras_artifact, training = operations.train(MODEL, dataset, epochs, output_dir, on_start=on_start,
@@ -134,8 +136,8 @@ def report_markdown(result: QuickstartResult) -> str:
     for row in result.summary:
         acc = f"{row['accuracy'] * 100:.2f}%" if row["accuracy"] is not None else ""
         speed = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else ""
-        lines.append(f"| {row['artifact']} | {row['backend']} | {row['size_bytes'] / 1024:.1f} KB | {acc} | "
-                     f"{row['p50_us']:.1f} us | {row['p90_us']:.1f} us | {speed} |")
+        lines.append(f"| {row['artifact']} | {row['backend']} | {human_size(row['size_bytes'])} | {acc} | "
+                     f"{fmt_us(row['p50_us'])} | {fmt_us(row['p90_us'])} | {speed} |")
     lines += ["", "## Checks against the source", ""]
     for a in result.artifacts:
         p = a.manifest.metrics.get("parity", {}) if a.manifest else {}

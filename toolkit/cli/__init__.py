@@ -21,7 +21,7 @@ BUILTIN_COMMANDS = {
     "train": ("toolkit.cli.train_cmd", "train", "Train a model family on a dataset."),
     "convert": ("toolkit.cli.convert_cmd", "convert", "Convert a model to TFLite or ONNX, checked against the source."),
     "quantize": ("toolkit.cli.quantize_cmd", "quantize", "Quantize a model to int8, calibrated on real data."),
-    "bench": ("toolkit.cli.bench_cmd", "bench", "Benchmark .tflite/.onnx models on one or more backends."),
+    "bench": ("toolkit.cli.bench_cmd", "bench", "Benchmark .tflite, .onnx and .keras models on one or more backends."),
     "targets": ("toolkit.cli.targets_cmd", "targets", "List device profiles and the detected host."),
     "plugins": ("toolkit.cli.plugins_cmd", "plugins", "List installed plugins and what they register."),
 }
@@ -88,8 +88,8 @@ def cli(ctx: click.Context, show_traceback: bool) -> None:
     """edge toolkit: from training to a quantized, verified, benchmarked model on a real device.
 
     \b
-    Start here (offline, about 2 minutes on 2 cores):
-      toolkit quickstart --output out/
+    Start here (offline, about 1.5 minutes on 2 cores):
+      toolkit quickstart --output quickstart-out
     Then bring your own model:
       toolkit bench model.tflite model.onnx --format json
     """

@@ -29,7 +29,8 @@ from ..errors import UsageError
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
 @click.option("--max-seconds", type=click.FloatRange(min=0.1), help="Stop timing after this long (>= 10 runs).")
 @click.option("--dataset", metavar="NAME", help="Also measure top-1 accuracy on this dataset's held-out split.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="Output format: json ({\"results\": [...]}) and csv are for scripts.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results to a file: .json, .csv, or anything else for the table.")
 def bench(models, backends, all_backends, provider, threads, batch, shapes, inputs_file, runs, warmup,

@@ -13,7 +13,8 @@ def plugins(fmt: str) -> None:
     """List plugins (built-in and third-party) with their status and what they register.
 
     A plugin that fails to import or register shows as failed with the reason; the others keep working.
-    TOOLKIT_LOAD_PLUGINS=a,b loads only those; TOOLKIT_BLOCK_PLUGINS=a,b blocks those.
+    TOOLKIT_LOAD_PLUGINS=a,b loads only those; TOOLKIT_BLOCK_PLUGINS=a,b blocks those;
+    TOOLKIT_PLUGIN_MODULES=pkg.mod loads a module that is not installed (a plugin under development).
 
     \b
     Example:

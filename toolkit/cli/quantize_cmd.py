@@ -11,7 +11,8 @@ from .options import format_option
 
 @click.command("quantize")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--scheme", type=click.Choice(["int8"]), default="int8", show_default=True)
+@click.option("--scheme", type=click.Choice(["int8"]), default="int8", show_default=True,
+              help="Quantization scheme.")
 @click.option("--calibration", "calibration", required=True, metavar="DATASET",
               help="Dataset whose training split calibrates the quantizer, e.g. fashion-mnist.")
 @click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,

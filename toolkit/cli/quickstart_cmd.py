@@ -13,9 +13,11 @@ from .options import stdout_console, echo_json, format_option
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("quickstart-out"), show_default=True, help="Folder for artifacts, results.json, report.md.")
 @click.option("--dataset", metavar="NAME", help="Image dataset (default: fashion-mnist, else digits).")
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Training epochs (default: what suits the dataset, 2 for fashion-mnist, 12 for digits).")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on only the first N training samples.")
-@click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True, help="Timed runs per pair.")
+@click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True,
+              help="Timed runs per (artifact, backend) pair, after 20 warm-up runs.")
 @format_option
 def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
     """Train the CNN, make fp32 and int8 TFLite and ONNX artifacts, check each against its source, then
@@ -23,13 +25,13 @@ def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
 
     \b
     Example:
-      toolkit quickstart --output out/
+      toolkit quickstart --output quickstart-out
     """
     from rich.console import Console
 
     from ..quickstart import run_quickstart
     from .progress import steps_progress, training_progress
-    from .render import fmt_us, human_size
+    from ..units import fmt_us, human_size
 
     err = Console(stderr=True)
     with steps_progress(err, total=5 + 6) as step, training_progress(err, "  epochs") as (on_start, on_batch):

@@ -7,6 +7,8 @@ import io
 import json
 from typing import Any, Iterable
 
+from ..units import fmt_us, human_size
+
 
 def provider_label(provider: dict[str, Any] | None) -> str:
     """A short name for what ran: a delegate, the execution providers, or the runtime."""
@@ -16,16 +18,6 @@ def provider_label(provider: dict[str, Any] | None) -> str:
         label = ",".join(p.replace("ExecutionProvider", "") for p in provider["providers"][:1])
         return label + (" (fallback!)" if provider.get("fallback") else "")
     return provider.get("delegate") or provider.get("runtime") or ""
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -69,12 +61,6 @@ def to_json(records: list[dict[str, Any]], **extra: Any) -> str:
     from ..atomic import _json_default
 
     return json.dumps({**extra, "results": records}, indent=2, default=_json_default) + "\n"
-
-
-def fmt_us(v: float | None) -> str:
-    if v is None:
-        return ""
-    return f"{v / 1000:.2f} ms" if v >= 10_000 else f"{v:.1f} us"
 
 
 def bench_table(records: list[dict[str, Any]], title: str = "Benchmark") -> Any:

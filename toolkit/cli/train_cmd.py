@@ -11,16 +11,18 @@ from .options import echo_json, format_option
 
 @click.command("train")
 @click.argument("model")
-@click.option("--dataset", help="Dataset to train on (default: the model's own, e.g. fashion-mnist for cnn).")
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--dataset", metavar="NAME",
+              help="Dataset to train on (default: the model's own, fashion-mnist for cnn).")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Passes over the training split (default: what suits the dataset, 2 for fashion-mnist).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch size.")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on only the first N training samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and shuffling.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
               show_default=True, help="Folder for MODEL.keras, its manifest and metrics.json.")
 @format_option
 def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> None:
-    """Train MODEL (a model family, e.g. cnn) and write DIR/MODEL.keras, its manifest and metrics.json.
+    """Train MODEL (a model family, e.g. cnn); write MODEL.keras, its manifest and metrics.json into --output.
 
     \b
     Example:
@@ -34,7 +36,7 @@ def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> N
     regs = plugins.registries()
     family = regs.models.get(model)
     dataset = dataset or family.default_dataset
-    regs.datasets.get(dataset)
+    epochs = epochs or regs.datasets.get(dataset).suggested_epochs
     console = Console(stderr=True)
     with training_progress(console, f"training {model} on {dataset}") as (on_start, on_batch):
         artifact, metrics = operations.train(model, dataset, epochs, output_dir, on_start=on_start,

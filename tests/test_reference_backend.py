@@ -1,0 +1,63 @@
+"""The numpy reference backend against ONNX's own operator test cases (expected outputs ship with onnx)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from toolkit.artifact import Artifact
+from toolkit.interfaces import BackendOptions
+from toolkit_reference.backend import ReferenceBackend
+from toolkit_reference.ops import OPS
+
+# The ONNX node cases the CNN family's graphs need, by the op they test.
+CASES = [
+    "test_conv_with_strides_padding", "test_conv_with_strides_no_padding", "test_conv_with_autopad_same",
+    "test_conv_with_strides_and_asymmetric_padding", "test_basic_conv_with_padding", "test_maxpool_2d_default",
+    "test_maxpool_2d_strides", "test_maxpool_2d_pads", "test_maxpool_2d_same_upper", "test_maxpool_2d_dilations",
+    "test_relu", "test_gemm_default_single_elem_vector_bias", "test_gemm_transposeB", "test_matmul_2d",
+    "test_add_bcast", "test_transpose_all_permutations_3", "test_reshape_negative_dim", "test_flatten_axis2",
+    "test_softmax_axis_1", "test_concat_2d_axis_1", "test_gather_0", "test_slice", "test_shape",
+    "test_squeeze", "test_unsqueeze_axis_0", "test_quantizelinear_axis", "test_dequantizelinear_axis",
+    "test_averagepool_2d_default", "test_globalaveragepool", "test_sigmoid", "test_tanh",
+]
+
+
+@pytest.fixture(scope="module")
+def node_cases():
+    import warnings
+
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {c.name: c for c in collect_testcases(None) if c.name in CASES}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_reference_ops_reproduce_onnx_expected_outputs(name, node_cases, tmp_path):
+    import onnx
+
+    case = node_cases[name]
+    path = tmp_path / "case.onnx"
+    onnx.save(case.model, str(path))
+    session = ReferenceBackend().load(Artifact.open(path), BackendOptions())
+    (inputs, expected), = case.data_sets
+    feeds = {spec.name: value for spec, value in zip(session.input_specs, inputs)}
+    outputs = session.run(feeds)
+    for spec, want in zip(session.output_specs, expected):
+        np.testing.assert_allclose(outputs[spec.name], want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unsupported_operator_is_refused_with_the_reason(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "erf.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert "Erf" not in OPS
+    reason = ReferenceBackend().supports(Artifact.open(path))
+    assert reason == "the reference backend has no kernels for Erf"
