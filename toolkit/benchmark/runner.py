@@ -15,21 +15,26 @@ PAIR_TIMEOUT_S = 900.0
 
 
 def default_backend(artifact: Artifact) -> str:
-    """The highest-priority available backend that can run `artifact`."""
-    candidates = [b for b in plugins.registries().backends if b.supports(artifact) is None]
+    """The highest-priority installed backend that can run `artifact`."""
+    fmt = artifact.format
+    candidates = [b for b in plugins.registries().backends if fmt in b.formats]
     if not candidates:
-        raise UsageError(f"no backend runs {artifact.format} files", "See `toolkit plugins` for what is installed")
-    ready = [b for b in candidates if b.available().ok]
+        raise UsageError(f"no backend runs {fmt} files", "See `toolkit plugins` for what is installed")
+    ready = capable_backends(artifact)
     if not ready:
         best = max(candidates, key=lambda b: b.priority)
         av = best.available()
+        if av.ok:
+            raise UsageError(best.supports(artifact) or f"{best.name} cannot run {artifact.path.name}",
+                             "Try another --backend")
         raise MissingRuntimeError(f"the {best.name} runtime", av.extra or best.extra, av.reason)
-    return max(ready, key=lambda b: b.priority).name
+    registry = plugins.registries().backends
+    return max(ready, key=lambda name: registry.get(name).priority)
 
 
 def capable_backends(artifact: Artifact) -> list[str]:
-    """Every available backend that can run `artifact`."""
-    return [b.name for b in plugins.registries().backends if b.supports(artifact) is None and b.available().ok]
+    """Every installed backend that can run `artifact` (availability first: supports() may need the runtime)."""
+    return [b.name for b in plugins.registries().backends if b.available().ok and b.supports(artifact) is None]
 
 
 def check_backend(name: str, artifact: Artifact, provider: str | None) -> None:
