@@ -27,6 +27,8 @@ from .errors import ChildCrashedError, ToolkitError
 
 DEFAULT_TIMEOUT_S = 900.0
 MEMORY_LIMIT_ENV = "TOOLKIT_CHILD_MEMORY_MB"
+# Address space, not resident memory: TensorFlow's converter peaks near 4 GB of it, a runtime near 2 GB.
+DEFAULT_MEMORY_MB = 8192
 _FD_ENV = "TOOLKIT_CHILD_FD"
 _HEADER = struct.Struct("!Q")
 
@@ -125,8 +127,8 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
     Raises ChildError for an error the function raised, and ChildCrashedError (with `.failure`, `.phase` and
     `.log`) when the process died: a signal, a timeout, or an exit without a result.
     """
-    if memory_mb is None and os.environ.get(MEMORY_LIMIT_ENV):
-        memory_mb = int(os.environ[MEMORY_LIMIT_ENV])
+    if memory_mb is None:
+        memory_mb = int(os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_MB)
     read_fd, write_fd = os.pipe()
     env = dict(os.environ, **{_FD_ENV: str(write_fd)})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -69,7 +69,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | None = None, limit: int | None = None,
                    runs: int = 200, max_seconds: float = 4.0, eval_seconds: float = 30.0, seed: int = 0,
-                   step: Callable[[str], None] = lambda s: None,
+                   step: Callable[..., None] = lambda description, total=None: None,
                    on_start: Callable[[int], None] | None = None,
                    on_batch: Callable[[int, int, dict], None] | None = None) -> QuickstartResult:
     t0 = time.perf_counter()
@@ -90,13 +90,13 @@ def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | N
     onnx_int8 = operations.quantize(onnx.path, "int8", dataset, seed=seed)
     artifacts = [tflite, tflite_int8, onnx, onnx_int8]
 
+    pairs = [(a, backend) for a in artifacts for backend in capable_backends(a)]
     records = []
-    for artifact in artifacts:
-        for backend in capable_backends(artifact):
-            step(f"benchmarking {artifact.path.name} on {backend}")
-            records.append(run_pair(BenchRequest(model=str(artifact.path), backend=backend, runs=runs, warmup=20,
-                                                 max_seconds=max_seconds, dataset=dataset, batch=1,
-                                                 eval_seconds=eval_seconds, seed=seed)))
+    for i, (artifact, backend) in enumerate(pairs):
+        step(f"benchmarking {artifact.path.name} on {backend}", **({"total": 5 + len(pairs)} if i == 0 else {}))
+        records.append(run_pair(BenchRequest(model=str(artifact.path), backend=backend, runs=runs, warmup=20,
+                                             max_seconds=max_seconds, dataset=dataset, batch=1,
+                                             eval_seconds=eval_seconds, seed=seed)))
     result = QuickstartResult(output_dir, dataset, notes, training, artifacts, records, summarise(records))
     result.seconds = round(time.perf_counter() - t0, 1)
     write_results(result)

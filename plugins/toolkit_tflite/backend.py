@@ -75,7 +75,12 @@ class TFLiteBackend(Backend):
     description = "TFLite models on LiteRT (ai-edge-litert), XNNPACK by default"
 
     def available(self) -> Availability:
-        if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
+        if importlib.util.find_spec("ai_edge_litert"):
+            return Availability(True)
+        if importlib.util.find_spec("tflite_runtime"):
+            if int(np.__version__.split(".")[0]) >= 2:
+                return Availability(False, "tflite-runtime (last released 2023) fails under numpy 2; "
+                                           "ai-edge-litert is its successor", self.extra)
             return Availability(True)
         return Availability(False, "neither ai-edge-litert nor tflite-runtime is installed", self.extra)
 
@@ -100,8 +105,10 @@ class TFLiteBackend(Backend):
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelFileError(f"{runtime} cannot load '{artifact.path}': {first}",
-                                 "Check the file is a complete .tflite model made for this runtime") from None
+            hint = "Check the file is a complete .tflite model made for this runtime"
+            if runtime == "tflite-runtime":  # it predates the op versions TF 2.21 writes (FULLY_CONNECTED v12)
+                hint = "tflite-runtime 2.14 cannot run ops newer TensorFlow writes: pip install ai-edge-litert"
+            raise ModelFileError(f"{runtime} cannot load '{artifact.path}': {first}", hint) from None
         precision = artifact.precision
         delegate = "xnnpack" if use_xnnpack and precision != "int16x8" else "builtin kernels"
         return TFLiteSession(interpreter, runtime, delegate)

@@ -27,8 +27,8 @@ def training_progress(console: Any, description: str) -> Iterator[tuple[Callable
 
 
 @contextmanager
-def steps_progress(console: Any, total: int) -> Iterator[Callable[[str], None]]:
-    """Yields step(description): advance a bar of `total` named steps."""
+def steps_progress(console: Any, total: int) -> Iterator[Callable[..., None]]:
+    """Yields step(description, total=None): advance a bar of named steps (total may be revised)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -36,11 +36,11 @@ def steps_progress(console: Any, total: int) -> Iterator[Callable[[str], None]]:
         task = progress.add_task("starting", total=total)
         first = [True]
 
-        def step(description: str) -> None:
+        def step(description: str, total: int | None = None) -> None:
             if not first[0]:
                 progress.advance(task)
             first[0] = False
-            progress.update(task, description=description)
+            progress.update(task, description=description, **({"total": total} if total else {}))
 
         yield step
         progress.update(task, completed=total)

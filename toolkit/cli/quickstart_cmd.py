@@ -34,7 +34,7 @@ def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
     from ..units import fmt_us, human_size
 
     err = Console(stderr=True)
-    with steps_progress(err, total=5 + 6) as step, training_progress(err, "  epochs") as (on_start, on_batch):
+    with steps_progress(err, total=11) as step, training_progress(err, "  epochs") as (on_start, on_batch):
         result = run_quickstart(output_dir, dataset=dataset, epochs=epochs, limit=limit, runs=runs, step=step,
                                 on_start=on_start, on_batch=on_batch)
     for note in result.notes:
