@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from importlib import metadata
 from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.artifact import Artifact
+from toolkit.artifact import Artifact, library_versions
 from toolkit.errors import ModelFileError, UsageError
 from toolkit.interfaces import Availability, Backend, BackendOptions, Session
 from toolkit.specs import TensorSpec
@@ -78,13 +77,7 @@ class OnnxRuntimeBackend(Backend):
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
-        out = {}
-        for dist in ("onnxruntime", "onnxruntime-gpu", "numpy"):
-            try:
-                out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                pass
-        return out
+        return library_versions("onnxruntime", "onnxruntime-gpu", "numpy")
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
         import onnxruntime as ort

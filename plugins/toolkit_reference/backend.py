@@ -6,12 +6,11 @@ Slow but obvious: a second opinion on what a model computes, on any machine with
 from __future__ import annotations
 
 import importlib.util
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from toolkit.artifact import Artifact
+from toolkit.artifact import Artifact, library_versions
 from toolkit.errors import ModelFileError
 from toolkit.interfaces import Availability, Backend, BackendOptions, Session
 from toolkit.specs import TensorSpec
@@ -83,12 +82,7 @@ class ReferenceBackend(Backend):
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
-        out = {"numpy": np.__version__}
-        try:
-            out["onnx"] = metadata.version("onnx")
-        except metadata.PackageNotFoundError:
-            pass
-        return out
+        return library_versions("onnx", "numpy")
 
     def supports(self, artifact: Artifact) -> str | None:
         why = super().supports(artifact)

@@ -7,12 +7,11 @@ cannot load dynamic-range int8 models made by TF 2.21, which `available()` says.
 from __future__ import annotations
 
 import importlib.util
-from importlib import metadata
 from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.artifact import Artifact
+from toolkit.artifact import Artifact, library_versions
 from toolkit.errors import MissingRuntimeError, ModelFileError
 from toolkit.interfaces import Availability, Backend, BackendOptions, Session
 from toolkit.specs import spec_from_tflite_detail as _spec
@@ -85,13 +84,7 @@ class TFLiteBackend(Backend):
         return Availability(False, "neither ai-edge-litert nor tflite-runtime is installed", self.extra)
 
     def versions(self) -> dict[str, str]:
-        out = {}
-        for dist in ("ai-edge-litert", "tflite-runtime", "numpy"):
-            try:
-                out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                pass
-        return out
+        return library_versions("ai-edge-litert", "tflite-runtime", "numpy")
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
         runtime, module = _runtime()
