@@ -15,10 +15,11 @@ test: install data
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/toolkit-onnx-evaluator/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e examples/toolkit-onnx-evaluator
 	touch $@
 
 # Fashion-MNIST ships as a Debian package: the quickstart's offline default. Without it, quickstart uses digits.

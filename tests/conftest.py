@@ -25,10 +25,11 @@ sys.path.insert(0, str(SUPPORT))
 
 
 @pytest.fixture(autouse=True)
-def fresh_plugins():
-    """Each test sees plugins as the environment defines them."""
+def fresh_plugins(monkeypatch):
+    """Each test sees plugins as the environment defines them, and starts without debug output."""
     from toolkit import plugins
 
+    monkeypatch.delenv("TOOLKIT_DEBUG", raising=False)
     plugins.reset()
     yield
     plugins.reset()

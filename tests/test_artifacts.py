@@ -80,3 +80,20 @@ def test_atomic_write_replaces_whole_files_and_leaves_no_temporary(tmp_path):
         atomic.write_json(target, {"bad": object()})
     assert json.loads(target.read_text()) == {"a": 1.5, "b": [0, 1, 2]}  # the old file survives a failed write
     assert os.listdir(target.parent) == ["results.json"]
+
+
+def test_a_manifest_of_another_version_of_the_file_is_ignored_with_a_note(artifacts, tmp_path):
+    # cnn_int8.tflite copied over cnn.tflite, whose fp32 manifest stays: the manifest no longer describes it.
+    model = tmp_path / "cnn.tflite"
+    model.write_bytes(artifacts["tflite_int8"].read_bytes())
+    manifest_path(model).write_text(manifest_path(artifacts["tflite"]).read_text())
+    artifact = Artifact.open(model)
+    assert artifact.manifest is None and artifact.precision == "unknown"
+    assert "sha256 differs" in artifact.notes[0]
+
+
+def test_atomic_writes_are_readable_like_any_file(tmp_path):
+    target = atomic.write_bytes(tmp_path / "model.tflite", b"data")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,11 @@ def runtime_venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "numpy", "click", "pluggy", "rich", "ai-edge-litert", "onnxruntime"], check=True)
-    subprocess.run([*pip, "--no-deps", str(ROOT)], check=True, cwd=venv.parent)
+    # Build from a copy: pip builds a local folder in place and would leave build/ and *.egg-info in the tree.
+    source = venv.parent / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info",
+                                                                "__pycache__", "quickstart-out"))
+    subprocess.run([*pip, "--no-deps", str(source)], check=True, cwd=venv.parent)
     return venv
 
 

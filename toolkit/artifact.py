@@ -121,6 +121,7 @@ class Artifact:
 
     path: Path
     manifest: Manifest | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def format(self) -> str:
@@ -136,7 +137,10 @@ class Artifact:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Artifact":
-        """Open a model file; read its manifest if one sits beside it and still matches the file."""
+        """Open a model file; read its manifest if one sits beside it and still describes these bytes.
+
+        A manifest whose sha256 is not the file's (the file was replaced, or a write was interrupted) is
+        ignored, with a note: trusting it would report the wrong precision or provenance."""
         path = Path(path)
         fmt = sniff_format(path)
         mpath = manifest_path(path)
@@ -149,6 +153,9 @@ class Artifact:
             if manifest.format != fmt:
                 raise ModelFileError(f"manifest '{mpath}' says format {manifest.format} but the file is {fmt}",
                                      "Delete the stale manifest or re-create the artifact")
+            if manifest.sha256 != sha256_file(path):
+                return cls(path, None, [f"ignored {mpath.name}: it describes another version of the file "
+                                        "(sha256 differs)"])
         return cls(path, manifest)
 
     def write_manifest(self) -> Path:
@@ -176,7 +183,7 @@ def derive_manifest(source: Artifact, path: Path, *, format: str, precision: str
         outputs=list(outputs),
         source={"file": source.path.name, "sha256": sha256_file(source.path), "format": source.format},
         producer=producer,
-        versions=versions,
+        versions={**library_versions("edge-toolkit"), **versions},
         seed=seed,
         extra={k: v for k, v in (src.extra if src else {}).items() if k in ("dataset", "num_classes")},
     )

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Iterable
+
+
+def debug_enabled() -> bool:
+    """--traceback or TOOLKIT_DEBUG=1: show stacks and the output of child processes."""
+    return os.environ.get("TOOLKIT_DEBUG", "") not in ("", "0")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none: enough for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ToolkitError(Exception):
@@ -56,6 +68,12 @@ class MissingRuntimeError(UsageError):
 
 class DataUnavailableError(UsageError):
     """A dataset that cannot be loaded here (offline, missing package)."""
+
+
+class ConversionError(ToolkitError):
+    """A converter or quantizer failed on a valid model (its own limits, an unsupported layer). Exit 1."""
+
+    exit_code = 1
 
 
 class CheckFailedError(ToolkitError):

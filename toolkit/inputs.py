@@ -38,8 +38,7 @@ def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
     for spec in specs:
         if spec.name in overrides:
             shape = overrides[spec.name]
-            if len(shape) != len(spec.shape) or any(
-                    d is not None and d != s for d, s in zip(spec.shape, shape)):
+            if not spec.accepts(shape):
                 raise UsageError(f"--shape {spec.name}={'x'.join(map(str, shape))} does not fit the input's shape "
                                  f"{format_shape(spec)}", "Keep the fixed dimensions and fill in the dynamic ones")
             shapes[spec.name] = shape
@@ -110,6 +109,9 @@ def make_inputs(specs: Sequence[TensorSpec], shapes: dict[str, tuple[int, ...]],
 
 def load_npz_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     """Real inputs from an .npz whose keys are the model's input names (or arr_0.. in input order)."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":  # an .npz is a zip archive
+            raise UsageError(f"'{path}' is not an .npz file", "Save inputs with numpy.savez(path, name=array)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -129,7 +131,7 @@ def load_npz_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, 
         if np.dtype(spec.dtype) != arr.dtype:
             raise UsageError(f"input '{spec.name}' in '{path}' is {arr.dtype}, the model wants {spec.dtype}",
                              f"Save it as {spec.dtype}")
-        if len(arr.shape) != len(spec.shape) or any(d is not None and d != a for d, a in zip(spec.shape, arr.shape)):
+        if not spec.accepts(arr.shape):
             raise UsageError(f"input '{spec.name}' in '{path}' has shape {list(arr.shape)}, the model wants "
                              f"{format_shape(spec)}", "Reshape the array to fit")
     return chosen
@@ -139,6 +141,6 @@ def check_shapes(specs: Sequence[TensorSpec], inputs: dict[str, np.ndarray]) -> 
     """Refuse inputs whose shape contradicts a fixed dimension, before native code sees them."""
     for spec in specs:
         arr = inputs[spec.name]
-        if len(arr.shape) != len(spec.shape) or any(d is not None and d != a for d, a in zip(spec.shape, arr.shape)):
+        if not spec.accepts(arr.shape):
             raise UsageError(f"input '{spec.name}' has shape {list(arr.shape)}, the model wants {format_shape(spec)}",
                              "Reshape the input to fit")

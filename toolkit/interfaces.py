@@ -53,6 +53,8 @@ class Model(ABC):
     task: ClassVar[str] = "classification"
     framework: ClassVar[str] = "keras"
     default_dataset: ClassVar[str | None] = None
+    # Tried in order when the default dataset is not on this machine (e.g. ones that ship with a pip package).
+    fallback_datasets: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
 
     @abstractmethod
@@ -156,6 +158,8 @@ class Backend(ABC):
     priority: ClassVar[int] = 0  # higher wins when the user names no backend
     providers: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    # False for backends too slow to sweep: the quickstart and --all-backends skip them unless named.
+    in_sweeps: ClassVar[bool] = True
 
     def available(self) -> Availability:
         return Availability(True)

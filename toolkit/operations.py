@@ -13,7 +13,7 @@ import numpy as np
 from . import plugins
 from .artifact import Artifact
 from .child import run_in_child
-from .errors import CheckFailedError, UsageError
+from .errors import CheckFailedError, ConversionError, UsageError
 from .interfaces import ConversionOptions, Converter, Quantizer
 
 VERIFY_SAMPLES = 500
@@ -41,8 +41,13 @@ def find_quantizer(source_format: str, scheme: str, target_format: str | None = 
                and (target_format is None or q.target_format == target_format)]
     if not matches:
         schemes = sorted({s for q in regs.quantizers if source_format in q.source_formats for s in q.schemes})
-        raise UsageError(f"no quantizer does {scheme} for {source_format} models",
+        target = f" into {target_format}" if target_format else ""
+        raise UsageError(f"no quantizer does {scheme} for {source_format} models{target}",
                          f"Schemes for {source_format}: {', '.join(schemes) or 'none installed'}")
+    if len({q.target_format for q in matches}) > 1:
+        formats = ", ".join(sorted({q.target_format for q in matches}))
+        raise UsageError(f"{scheme} quantization of {source_format} models can produce {formats}",
+                         "Choose one with --to")
     return matches[0]
 
 
@@ -53,6 +58,8 @@ def default_output(source: Path, target_format: str, precision: str) -> Path:
 
 def _check_output(source: Artifact, output: Path, target_format: str) -> Path:
     output = Path(output)
+    if target_format not in EXTENSIONS:
+        raise UsageError(f"unknown model format '{target_format}'", f"Known: {', '.join(EXTENSIONS)}")
     if output.resolve() == source.path.resolve():
         raise UsageError(f"--output '{output}' would overwrite the source model", "Pick another output path")
     if output.suffix != EXTENSIONS[target_format]:
@@ -66,7 +73,11 @@ def _run_step(kind: str, name: str, source: Artifact, output: Path, scheme: str 
     run_in_child("toolkit.operations:step_in_child", kind=kind, name=name, source=str(source.path),
                  output=str(output), scheme=scheme, calibration=calibration, samples=samples, seed=seed,
                  extra=extra)
-    return Artifact.open(output)
+    artifact = Artifact.open(output)
+    if artifact.manifest is None:
+        raise ConversionError(f"the {name} plugin wrote '{output.name}' without a manifest (or with a stale one)",
+                              "A converter must return its artifact with a manifest: report it to its author")
+    return artifact
 
 
 def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | None, calibration: str | None,
@@ -90,7 +101,7 @@ def convert(source_path: str | Path, to: str, output: str | Path | None = None, 
             verify: bool = True, extra: dict[str, Any] | None = None) -> Artifact:
     source = Artifact.open(source_path)
     if source.format == to:
-        raise UsageError(f"'{source.path.name}' is already a {to} model", "Pick another --to")
+        raise UsageError(f"'{source.path.name}' is already in {to} format", "Pick another --to")
     converter = find_converter(source.format, to)
     out = _check_output(source, Path(output) if output else default_output(source.path, to, "fp32"), to)
     artifact = _run_step("convert", converter.name, source, out, None, None, 0, 0, extra or {})

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
+from .errors import first_line
 from .registry import Registries
 
 ENTRY_POINT_GROUP = "toolkit.plugins"
@@ -71,8 +72,8 @@ def make_plugin_manager() -> pluggy.PluginManager:
 
 
 def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text = first_line(exc)
+    return type(exc).__name__ if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
 def _register_one(pm: pluggy.PluginManager, plugin: object, record: PluginRecord) -> None:

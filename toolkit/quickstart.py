@@ -13,10 +13,10 @@ from .artifact import Artifact
 from .benchmark.environment import environment
 from .benchmark.measure import BenchRequest
 from .benchmark.runner import capable_backends, run_pair
+from .errors import DataUnavailableError
 from .units import fmt_us, human_size
 
-MODEL = "cnn"
-FALLBACK_DATASET = "digits"
+MODEL = "cnn"  # the main job is the CNN's; its plugin says which datasets suit it
 
 
 @dataclass
@@ -32,25 +32,36 @@ class QuickstartResult:
 
 
 def choose_dataset(requested: str | None) -> tuple[str, list[str]]:
-    """The requested dataset, else the CNN's default, else one that ships with a pip package."""
+    """The requested dataset, else the model's default, else its first fallback that is on this machine."""
     regs = plugins.registries()
     if requested:
         regs.datasets.get(requested)
         return requested, []
-    default = regs.models.get(MODEL).default_dataset
-    ok, why = regs.datasets.get(default).available()
+    family = regs.models.get(MODEL)
+    ok, why = regs.datasets.get(family.default_dataset).available()
     if ok:
-        return default, []
-    return FALLBACK_DATASET, [f"{default} is not available ({why}); using {FALLBACK_DATASET} instead"]
+        return family.default_dataset, []
+    for name in family.fallback_datasets:
+        if name in regs.datasets and regs.datasets.get(name).available()[0]:
+            return name, [f"{family.default_dataset} is not available ({why}); using {name} instead"]
+    raise DataUnavailableError(f"dataset {family.default_dataset} is not available: {why}")
+
+
+# A quantized artifact may lose at most this much top-1 accuracy against the fp32 one, on the same backend.
+MAX_ACCURACY_DROP = 0.01
+SUMMARY_COLUMNS = ("artifact", "backend", "size", "accuracy", "p50", "p90", "speed-up vs fp32")
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (artifact, backend), with the speed-up over the fp32 artifact of the same format there."""
+    """One row per (artifact, backend), with the speed-up and accuracy change against the fp32 artifact of the
+    same format on the same backend."""
     ok = [r for r in records if r.get("status") == "ok"]
-    fp32 = {(r["format"], r["backend"]): r["latency_us"]["p50"] for r in ok if r["precision"] == "fp32"}
+    fp32 = {(r["format"], r["backend"]): r for r in ok if r["precision"] == "fp32"}
     rows = []
     for r in ok:
         base = fp32.get((r["format"], r["backend"]))
+        acc, base_acc = r.get("accuracy") or {}, (base or {}).get("accuracy") or {}
+        same_samples = acc.get("samples") is not None and acc.get("samples") == base_acc.get("samples")
         rows.append({
             "artifact": Path(r["model"]).name,
             "backend": r["backend"],
@@ -61,10 +72,31 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "accuracy_samples": (r.get("accuracy") or {}).get("samples"),
             "p50_us": r["latency_us"]["p50"],
             "p90_us": r["latency_us"]["p90"],
-            "speedup_vs_fp32": round(base / r["latency_us"]["p50"], 2) if base else None,
+            "speedup_vs_fp32": round(base["latency_us"]["p50"] / r["latency_us"]["p50"], 2) if base else None,
+            "accuracy_drop_vs_fp32": (round(base_acc["top1"] - acc["top1"], 5)
+                                      if same_samples and acc.get("top1") is not None else None),
             "unstable": r["unstable"],
         })
     return rows
+
+
+def summary_cells(row: dict[str, Any]) -> list[str]:
+    """A summary row as the text of SUMMARY_COLUMNS, for the terminal table and report.md alike."""
+    acc = f"{row['accuracy'] * 100:.2f}%" if row["accuracy"] is not None else ""
+    speed = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else ""
+    return [row["artifact"], row["backend"], human_size(row["size_bytes"]), acc, fmt_us(row["p50_us"]),
+            fmt_us(row["p90_us"]), speed]
+
+
+def failed_checks(result: "QuickstartResult") -> list[str]:
+    """What makes the main job fail: a pair that did not run, or a quantized artifact that lost accuracy."""
+    problems = [r["error"] for r in result.records if r.get("status") != "ok"]
+    for row in result.summary:
+        drop = row["accuracy_drop_vs_fp32"]
+        if drop is not None and drop > MAX_ACCURACY_DROP:
+            problems.append(f"{row['artifact']} on {row['backend']} is {drop * 100:.2f} points less accurate than "
+                            f"fp32 (at most {MAX_ACCURACY_DROP * 100:.0f} allowed)")
+    return problems
 
 
 def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | None = None, limit: int | None = None,
@@ -130,14 +162,10 @@ def report_markdown(result: QuickstartResult) -> str:
         f"Machine: {env['cpu']}, {env['cores']} cores, {env['arch']}, ISA {' '.join(env['isa'])}. "
         f"Whole run: {result.seconds:.0f} s.",
         "",
-        "| artifact | backend | size | accuracy | p50 | p90 | speed-up vs fp32 |",
+        "| " + " | ".join(SUMMARY_COLUMNS) + " |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for row in result.summary:
-        acc = f"{row['accuracy'] * 100:.2f}%" if row["accuracy"] is not None else ""
-        speed = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else ""
-        lines.append(f"| {row['artifact']} | {row['backend']} | {human_size(row['size_bytes'])} | {acc} | "
-                     f"{fmt_us(row['p50_us'])} | {fmt_us(row['p90_us'])} | {speed} |")
+    lines += ["| " + " | ".join(summary_cells(row)) + " |" for row in result.summary]
     lines += ["", "## Checks against the source", ""]
     for a in result.artifacts:
         p = a.manifest.metrics.get("parity", {}) if a.manifest else {}
@@ -145,11 +173,11 @@ def report_markdown(result: QuickstartResult) -> str:
             lines.append(f"- `{a.path.name}` vs `{p['against']}` on {p['data']}: top-1 agreement "
                          f"{p['top1_agreement'] * 100:.2f}%, max |diff| {p['max_abs_diff']:.3g} "
                          f"({'passed' if p['passed'] else 'FAILED'}: {p['rule']})")
-    failed = [r for r in result.records if r.get("status") != "ok"]
-    if failed or result.notes:
+    problems = failed_checks(result)
+    if problems or result.notes:
         lines += ["", "## Notes", ""]
         lines += [f"- {n}" for n in result.notes]
-        lines += [f"- {r['error']}" for r in failed]
+        lines += [f"- FAILED: {p}" for p in problems]
     lines += ["", "Accuracy is top-1 on the held-out split (samples counted in results.json); latency is batch 1, "
               "timed around the runtime's own call after warm-up. results.json holds every record.", ""]
     return "\n".join(lines)

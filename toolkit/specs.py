@@ -39,6 +39,10 @@ class TensorSpec:
     def is_dynamic(self) -> bool:
         return any(d is None for d in self.shape)
 
+    def accepts(self, shape: Sequence[int]) -> bool:
+        """Whether an array of `shape` fits: same rank, and every fixed dimension equal."""
+        return len(shape) == len(self.shape) and all(d is None or d == s for d, s in zip(self.shape, shape))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["shape"] = list(self.shape)

@@ -16,7 +16,7 @@ import numpy as np
 from toolkit import atomic
 from toolkit.artifact import Artifact, Manifest, derive_manifest, library_versions
 from toolkit.calibration import calibration_record
-from toolkit.errors import CheckFailedError, ToolkitError, UsageError
+from toolkit.errors import CheckFailedError, ConversionError, UsageError, first_line
 from toolkit.interfaces import ConversionOptions, Converter, Quantizer
 from toolkit.specs import spec_from_tflite_detail, specs_from_onnx
 
@@ -31,7 +31,7 @@ def load_keras(path: Path) -> Any:
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # a corrupt zip, a missing config, unsafe lambda layers...
-        raise UsageError(f"cannot load Keras model '{path}': {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+        raise UsageError(f"cannot load Keras model '{path}': {first_line(e)}",
                          "Check it is a .keras file saved by Keras 3") from None
 
 
@@ -83,8 +83,9 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8:
         try:
             data = converter.convert()
         except Exception as e:
-            raise ToolkitError(f"the TFLite converter failed: {str(e).strip().splitlines()[-1]}",
-                               "Check that every layer has a TFLite builtin op") from None
+            lines = str(e).strip().splitlines() or [type(e).__name__]
+            raise ConversionError(f"the TFLite converter failed: {lines[-1]}",
+                                  "Check that every layer has a TFLite builtin op; --traceback shows its log") from e
     inputs, outputs, ops = _tflite_specs(data)
     flex = [op for op in ops if op.startswith("Flex")]
     if flex:
@@ -143,8 +144,10 @@ class KerasToONNX(Converter):
                 capture_output=True, text=True)
             if proc.returncode != 0 or not out_tmp.exists():
                 lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-                raise ToolkitError(f"tf2onnx failed: {lines[-1] if lines else proc.returncode}",
-                                   "Run with --traceback for the converter's log")
+                # Chained, so --traceback shows the converter's own log.
+                raise ConversionError(f"tf2onnx failed: {lines[-1] if lines else proc.returncode}",
+                                      "Run with --traceback for the converter's log") \
+                    from RuntimeError("tf2onnx output:\n" + proc.stderr[-8000:])
             atomic.write_bytes(output, out_tmp.read_bytes())
         inputs, outputs = specs_from_onnx(str(output))
         manifest = _derived_manifest(source, output, "onnx", "fp32", inputs, outputs, "onnx", options,

@@ -1,5 +1,5 @@
-"""Image datasets. Fashion-MNIST from Debian's dataset-fashion-mnist and scikit-learn's digits work offline;
-CIFAR-10 and Fashion-MNIST also load through keras.datasets for users who are online."""
+"""Image datasets. Fashion-MNIST (from Debian's dataset-fashion-mnist) and scikit-learn's digits work offline;
+CIFAR-10 downloads through keras.datasets for users who are online."""
 
 from __future__ import annotations
 

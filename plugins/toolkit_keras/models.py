@@ -27,6 +27,7 @@ class CifarCNN(KerasModel):
     name = "cnn"
     task = "classification"
     default_dataset = "fashion-mnist"
+    fallback_datasets = ("digits",)
     description = ("Conv2D 32/64/64 3x3 relu, two 2x2 max-pools, Flatten, Dense 64 relu, Dense N logits "
                    "(the Keras CIFAR-10 CNN)")
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from toolkit import atomic
 from toolkit.artifact import Artifact, Manifest, library_versions, sha256_file
 
-KERAS_LIBS = ("tensorflow-cpu", "tensorflow", "keras", "numpy")
+KERAS_LIBS = ("edge-toolkit", "tensorflow-cpu", "tensorflow", "keras", "numpy")
 
 
 def _progress_callback(on_batch: Callable[[int, int, dict], None]) -> Any:

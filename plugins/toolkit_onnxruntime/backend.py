@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.artifact import Artifact, library_versions
-from toolkit.errors import ModelFileError, UsageError
+from toolkit.errors import ModelFileError, UsageError, first_line
 from toolkit.interfaces import Availability, Backend, BackendOptions, Session
 from toolkit.specs import TensorSpec
 
@@ -91,8 +91,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(str(artifact.path), sess_options=so, providers=wanted)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelFileError(f"onnxruntime cannot load '{artifact.path}': {first}",
+            raise ModelFileError(f"onnxruntime cannot load '{artifact.path}': {first_line(e)}",
                                  "Check the file is a complete, valid .onnx model") from None
         running = session.get_providers()
         fallback = None

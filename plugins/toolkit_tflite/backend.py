@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.artifact import Artifact, library_versions
-from toolkit.errors import MissingRuntimeError, ModelFileError
+from toolkit.errors import MissingRuntimeError, ModelFileError, first_line
 from toolkit.interfaces import Availability, Backend, BackendOptions, Session
 from toolkit.specs import spec_from_tflite_detail as _spec
 
@@ -97,11 +97,10 @@ class TFLiteBackend(Backend):
             interpreter = module.Interpreter(model_content=artifact.path.read_bytes(), **kwargs)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             hint = "Check the file is a complete .tflite model made for this runtime"
             if runtime == "tflite-runtime":  # it predates the op versions TF 2.21 writes (FULLY_CONNECTED v12)
                 hint = "tflite-runtime 2.14 cannot run ops newer TensorFlow writes: pip install ai-edge-litert"
-            raise ModelFileError(f"{runtime} cannot load '{artifact.path}': {first}", hint) from None
+            raise ModelFileError(f"{runtime} cannot load '{artifact.path}': {first_line(e)}", hint) from None
         precision = artifact.precision
         delegate = "xnnpack" if use_xnnpack and precision != "int16x8" else "builtin kernels"
         return TFLiteSession(interpreter, runtime, delegate)

@@ -88,7 +88,7 @@ def evaluate_accuracy(session: Session, dataset_name: str, batch: int, budget_s:
         raise UsageError(f"--dataset needs a model with one input; this one has {len(session.input_specs)}",
                          "Use --inputs FILE.npz for multi-input models")
     spec, out_spec = session.input_specs[0], session.output_specs[0]
-    if len(spec.shape) != x.ndim or any(d is not None and d != s for d, s in zip(spec.shape[1:], x.shape[1:])):
+    if not spec.accepts((spec.shape[0] or len(x), *x.shape[1:])):
         raise UsageError(f"dataset '{dataset_name}' gives inputs of shape {list(x.shape[1:])}, the model wants "
                          f"{list(spec.shape[1:])}", "Pick the dataset the model was trained on")
     chunk = batch if spec.shape[0] is not None else max(batch, 64)
@@ -167,6 +167,7 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         "accuracy": accuracy,
         "unstable": is_unstable(latency, len(times)),
         "source_model": manifest.model if manifest else None,
+        "notes": artifact.notes,
         "environment": environment(backend.versions()),
     }
 

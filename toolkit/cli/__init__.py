@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..errors import ToolkitError
+from ..errors import ToolkitError, debug_enabled, first_line
 
 BUILTIN_COMMANDS = {
     "quickstart": ("toolkit.cli.quickstart_cmd", "quickstart", "Train, convert, quantize, verify and benchmark the CNN, offline."),
@@ -33,10 +33,6 @@ class CliError(click.ClickException):
     def __init__(self, error: ToolkitError):
         super().__init__(error.one_line())
         self.exit_code = error.exit_code
-
-
-def debug_enabled() -> bool:
-    return os.environ.get("TOOLKIT_DEBUG", "") not in ("", "0")
 
 
 def report_traceback(error: BaseException) -> None:
@@ -75,16 +71,27 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ToolkitError as e:
-            if ctx.obj and ctx.obj.get("traceback") or debug_enabled():
-                report_traceback(e)
-            raise CliError(e) from None
+            error = e
+        except OSError as e:  # a path that cannot be read or written: the user's to fix
+            error = ToolkitError(f"{e.strerror or first_line(e)}: '{e.filename}'" if e.filename else first_line(e),
+                                 "Check the path and its permissions")
+            error.__cause__ = e
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug: still one line, and the stack on request
+            error = ToolkitError(f"internal error: {type(e).__name__}: {first_line(e)}",
+                                 "Run again with --traceback and report it")
+            error.exit_code = 1
+            error.__cause__ = e
+        if debug_enabled():
+            report_traceback(error.__cause__ or error)
+        raise CliError(error) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="edge-toolkit", prog_name="toolkit")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show the full traceback of an error.")
-@click.pass_context
-def cli(ctx: click.Context, show_traceback: bool) -> None:
+def cli(show_traceback: bool) -> None:
     """edge toolkit: from training to a quantized, verified, benchmarked model on a real device.
 
     \b
@@ -93,8 +100,9 @@ def cli(ctx: click.Context, show_traceback: bool) -> None:
     Then bring your own model:
       toolkit bench model.tflite model.onnx --format json
     """
-    ctx.ensure_object(dict)
-    ctx.obj["traceback"] = show_traceback
+    if show_traceback:
+        # An environment variable, so that child processes and every module see the same switch.
+        os.environ["TOOLKIT_DEBUG"] = "1"
 
 
 def main(argv: list[str] | None = None) -> None:

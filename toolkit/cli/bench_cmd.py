@@ -61,6 +61,8 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
                          "Drop --shape/--batch, or drop --inputs")
     if all_backends and backends:
         raise UsageError("--all-backends and --backend contradict each other", "Use one of them")
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)  # fail before the benchmark, not after it
     if dataset:
         plugins.registries().datasets.get(dataset)
     for name in backends:
@@ -100,6 +102,8 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
                 else render.plain_table(ok))
         write_text(output, text)
     for r in ok:
+        for note in r.get("notes") or []:
+            err_console.print(f"[yellow]Note:[/] {Path(r['model']).name}: {note}", soft_wrap=True, highlight=False)
         fallback = (r.get("provider") or {}).get("fallback")
         if fallback:
             err_console.print(f"[yellow]Warning:[/] {Path(r['model']).name} on {r['backend']}: {fallback}",
@@ -109,6 +113,8 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
                               "(p90 > 1.3 x p50 or < 10 runs); use more --runs on a quiet machine",
                               soft_wrap=True, highlight=False)
     for r in failed:
+        if r.get("details"):  # --traceback: the child's stack or the crashed runtime's own output
+            click.echo(r["details"].rstrip(), err=True)
         click.echo(f"Error: {r['error']}", err=True)
     if failed:
         sys.exit(max(r.get("exit_code", 1) for r in failed))

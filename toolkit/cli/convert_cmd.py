@@ -11,7 +11,8 @@ from .options import echo_json, format_option
 
 @click.command("convert")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--to", "target", type=click.Choice(["tflite", "onnx"]), required=True, help="Target format.")
+@click.option("--to", "target", required=True, metavar="FORMAT",
+              help="Target format: tflite or onnx (or what an installed converter plugin adds).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: beside MODEL with the new extension).")
 @click.option("--dataset", metavar="NAME",

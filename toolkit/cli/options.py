@@ -9,11 +9,9 @@ format_option = click.option("--format", "fmt", type=click.Choice(["table", "jso
 
 
 def echo_json(obj: object) -> None:
-    import json
+    from ..atomic import json_text
 
-    from ..atomic import _json_default
-
-    click.echo(json.dumps(obj, indent=2, default=_json_default))
+    click.echo(json_text(obj), nl=False)
 
 
 def stdout_console():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import stdout_console, echo_json, format_option
+from .options import echo_json, format_option, stdout_console
 
 
 @click.command("plugins")
@@ -32,7 +32,6 @@ def plugins(fmt: str) -> None:
     if fmt == "json":
         echo_json({"plugins": records})
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Plugins", title_justify="left")

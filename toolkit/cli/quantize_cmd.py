@@ -17,8 +17,8 @@ from .options import format_option
               help="Dataset whose training split calibrates the quantizer, e.g. fashion-mnist.")
 @click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,
               help="Calibration samples.")
-@click.option("--to", "target", type=click.Choice(["tflite", "onnx"]),
-              help="Output format when several fit (default: .keras -> tflite, .onnx -> onnx).")
+@click.option("--to", "target", metavar="FORMAT",
+              help="Output format, when installed quantizers offer several for MODEL's format.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which calibration samples are drawn.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: MODEL_int8 beside MODEL).")
@@ -35,7 +35,5 @@ def quantize(model, scheme, calibration, samples, target, seed, output, fmt) -> 
     from .. import operations
     from .convert_cmd import report_artifact
 
-    if target is None and Path(model).suffix == ".keras":
-        target = "tflite"
     artifact = operations.quantize(model, scheme, calibration, output, samples=samples, seed=seed, to=target)
     report_artifact(artifact, fmt)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import stdout_console, echo_json, format_option
+from .options import echo_json, format_option, stdout_console
 
 
 @click.command("quickstart")
@@ -29,9 +29,8 @@ def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
     """
     from rich.console import Console
 
-    from ..quickstart import run_quickstart
+    from ..quickstart import SUMMARY_COLUMNS, failed_checks, run_quickstart, summary_cells
     from .progress import steps_progress, training_progress
-    from ..units import fmt_us, human_size
 
     err = Console(stderr=True)
     with steps_progress(err, total=11) as step, training_progress(err, "  epochs") as (on_start, on_batch):
@@ -47,17 +46,14 @@ def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
         t = result.training
         table = Table(title=f"CNN on {result.dataset}: Keras test accuracy {t['accuracy'] * 100:.2f}%",
                       title_justify="left")
-        for col in ("artifact", "backend", "size", "accuracy", "p50", "p90", "speed-up"):
+        for col in SUMMARY_COLUMNS:
             table.add_column(col, justify="left" if col in ("artifact", "backend") else "right")
         for row in result.summary:
-            acc = f"{row['accuracy'] * 100:.2f}%" if row["accuracy"] is not None else ""
-            speed = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else ""
-            table.add_row(row["artifact"], row["backend"], human_size(row["size_bytes"]), acc,
-                          fmt_us(row["p50_us"]), fmt_us(row["p90_us"]), speed)
+            table.add_row(*summary_cells(row))
         stdout_console().print(table)
         click.echo(f"Wrote {output_dir}/results.json and {output_dir}/report.md ({result.seconds:.0f} s in all)")
-    failed = [r for r in result.records if r.get("status") != "ok"]
-    for r in failed:
-        click.echo(f"Error: {r['error']}", err=True)
-    if failed:
+    problems = failed_checks(result)
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
         raise SystemExit(1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any, Iterable
 
 from ..units import fmt_us, human_size
@@ -58,9 +57,9 @@ def to_csv(records: Iterable[dict[str, Any]]) -> str:
 
 
 def to_json(records: list[dict[str, Any]], **extra: Any) -> str:
-    from ..atomic import _json_default
+    from ..atomic import json_text
 
-    return json.dumps({**extra, "results": records}, indent=2, default=_json_default) + "\n"
+    return json_text({**extra, "results": records})
 
 
 def bench_table(records: list[dict[str, Any]], title: str = "Benchmark") -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import stdout_console, echo_json, format_option
+from .options import echo_json, format_option, stdout_console
 
 
 @click.command("targets")
@@ -22,7 +22,6 @@ def targets(fmt: str) -> None:
     if fmt == "json":
         echo_json({"targets": items})
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Targets", title_justify="left")

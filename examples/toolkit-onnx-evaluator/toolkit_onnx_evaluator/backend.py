@@ -41,6 +41,7 @@ class OnnxEvaluatorBackend(Backend):
     formats = ("onnx",)
     extra = None  # no edge-toolkit extra installs it: the plugin's own dependencies do
     priority = -20  # below 0: never picked when the user names no --backend
+    in_sweeps = False  # far too slow for the quickstart and --all-backends: run it with --backend
     description = "ONNX models on onnx.reference.ReferenceEvaluator (pure Python, slow, exact)"
 
     def available(self) -> Availability:
