@@ -265,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu = os.cpu_count()
     print(f"\nHarness overhead of `toolkit bench` (p50 latency, batch 1, {args.threads} thread(s), {args.runs} runs, "
           f"{args.warmup} warm-up, median of {args.rounds} interleaved rounds; {cpu} CPU cores)")
-    header = f"{'runtime':<12} {'model':<6} {'raw p50 us':>11} {'harness p50 us':>15} {'overhead us':>12} " \
-             f"{'overhead %':>11}  verdict"
+    header = f"{'runtime':<12} {'model':<6} {'raw p50 us':>11} {'harness p50 us':>15} {'ratio':>7} " \
+             f"{'overhead us':>12} {'overhead %':>11}  verdict"
     print(header)
     print("-" * len(header))
     all_pass = True
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         r, h = statistics.median(raw[(runtime, model)]), statistics.median(harness[(runtime, model)])
         overhead, pct, ok = verdict(r, h)
         all_pass &= ok
-        print(f"{runtime:<12} {model:<6} {r:>11.2f} {h:>15.2f} {overhead:>+12.2f} {pct:>+10.1f}%  "
+        print(f"{runtime:<12} {model:<6} {r:>11.2f} {h:>15.2f} {h / r:>7.3f} {overhead:>+12.2f} {pct:>+10.1f}%  "
               f"{'PASS' if ok else 'FAIL'}")
     print("\nPer round (raw / harness p50 us):")
     for runtime, model, _ in cases:

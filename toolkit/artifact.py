@@ -14,8 +14,7 @@ from .errors import ModelFileError
 from .specs import TensorSpec, specs_from_dicts, specs_to_dicts
 
 MANIFEST_SCHEMA = 1
-FORMATS = ("keras", "tflite", "onnx")
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+EXTENSIONS = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx"}
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import plugins
-from .artifact import Artifact
+from .artifact import EXTENSIONS, Artifact
 from .child import run_in_child
 from .errors import CheckFailedError, ConversionError, UsageError
 from .interfaces import ConversionOptions, Converter, Quantizer
@@ -22,7 +22,6 @@ FP32_RTOL = 1e-4
 FP32_ATOL = 1e-4
 # A quantized artifact must pick the same class as its source on at least this share of real inputs.
 QUANTIZED_MIN_TOP1_AGREEMENT = 0.97
-EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx", "keras": ".keras"}
 
 
 def find_converter(source_format: str, target_format: str) -> Converter:
