@@ -161,3 +161,22 @@ def test_int8_onnx_node_with_several_integer_inputs(tmp_path):
     proc, results = bench_json(str(path), "--runs", "5")
     assert proc.returncode == 0, proc.stderr
     assert len(results[0]["inputs"]) == 8
+
+
+def test_accuracy_on_a_model_with_a_fixed_batch_of_three(tmp_path):
+    # A linear classifier over 8x8 digits whose batch dimension is fixed at 3: chunks of exactly 3.
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([3, 64], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["y"])],
+        "fixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8, 8, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 10])], [w, shape])
+    path = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    proc, results = bench_json(str(path), "--dataset", "digits", "--runs", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert results[0]["batch"] == 3
+    assert results[0]["accuracy"]["samples"] == 360  # 120 chunks of 3

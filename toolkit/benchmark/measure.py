@@ -91,7 +91,7 @@ def evaluate_accuracy(session: Session, dataset_name: str, batch: int, budget_s:
     if not spec.accepts((spec.shape[0] or len(x), *x.shape[1:])):
         raise UsageError(f"dataset '{dataset_name}' gives inputs of shape {list(x.shape[1:])}, the model wants "
                          f"{list(spec.shape[1:])}", "Pick the dataset the model was trained on")
-    chunk = batch if spec.shape[0] is not None else max(batch, 64)
+    chunk = spec.shape[0] if spec.shape[0] is not None else max(batch, 64)
     correct = seen = 0
     start = time.perf_counter()
     for lo in range(0, len(x), chunk):
@@ -140,6 +140,7 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     first_shape = shapes[session.input_specs[0].name] if session.input_specs else ()
     batch = first_shape[0] if first_shape else 1
 
+    peak_mb = peak_rss_mb()  # before the dataset is loaded: the runtime's memory, not the evaluation's
     accuracy = None
     if req.dataset:
         report_phase("evaluating")
@@ -162,7 +163,7 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         "throughput_per_s": round(batch * 1e6 / latency["p50"], 2) if latency["p50"] else None,
         "init_ms": round(init_ms, 3),
         "first_run_ms": round(first_ns / 1e6, 3),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_mb,
         "size_bytes": artifact.size_bytes,
         "accuracy": accuracy,
         "unstable": is_unstable(latency, len(times)),
