@@ -194,3 +194,13 @@ def test_traceback_on_a_failing_pair_shows_the_childs_stack(artifacts):
     assert proc.stderr.rstrip().splitlines()[-1].startswith("Error: backend segfault crashed while loading")
     bad = run_cli("--traceback", "bench", str(artifacts["onnx"]), "--batch", "2", "--shape", "nope=1x2")
     assert bad.returncode == 2 and "Traceback" in bad.stderr and "--shape names no input" in bad.stderr
+
+
+def test_calibration_data_of_the_wrong_shape_is_refused(artifacts, invoke):
+    for model in (artifacts["keras"], artifacts["onnx"]):
+        result = invoke("quantize", str(model), "--calibration", "fashion-mnist", "--output",
+                        str(model.with_name("never.onnx" if model.suffix == ".onnx" else "never.tflite")))
+        assert result.exit_code == 2
+        assert ("calibration data 'fashion-mnist' has samples of shape [28, 28, 1], the model's input "
+                "'image' wants [8, 8, 1]") in one_line_error(result)
+        assert not model.with_name("never.onnx").exists() and not model.with_name("never.tflite").exists()

@@ -7,7 +7,21 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UsageError
 from .interfaces import ConversionOptions
+from .specs import TensorSpec
+
+
+def checked_calibration(options: ConversionOptions, spec: TensorSpec) -> np.ndarray:
+    """The calibration samples, refused in one clear line when missing or not shaped for the model's input."""
+    calib = options.calibration
+    if calib is None or len(calib) == 0:
+        raise UsageError("int8 quantization needs calibration data", "Pass --calibration DATASET")
+    if not spec.accepts((spec.shape[0] or len(calib), *calib.shape[1:])):
+        raise UsageError(f"calibration data '{options.calibration_name}' has samples of shape "
+                         f"{list(calib.shape[1:])}, the model's input '{spec.name}' wants {list(spec.shape[1:])}",
+                         "Calibrate with the dataset the model was trained on")
+    return calib
 
 
 def calibration_record(options: ConversionOptions, method: str, **details: Any) -> dict[str, Any]:

@@ -15,10 +15,10 @@ import numpy as np
 
 from toolkit import atomic
 from toolkit.artifact import Artifact, Manifest, derive_manifest, library_versions
-from toolkit.calibration import calibration_record
+from toolkit.calibration import calibration_record, checked_calibration
 from toolkit.errors import CheckFailedError, ConversionError, UsageError, first_line
 from toolkit.interfaces import ConversionOptions, Converter, Quantizer
-from toolkit.specs import spec_from_tflite_detail, specs_from_onnx
+from toolkit.specs import TensorSpec, spec_from_tflite_detail, specs_from_onnx
 
 from .train import KERAS_LIBS
 
@@ -68,9 +68,8 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if int8
                                                else tf.lite.OpsSet.TFLITE_BUILTINS]
         if int8:
-            calib = options.calibration
-            if calib is None or len(calib) == 0:
-                raise UsageError("int8 quantization needs calibration data", "Pass --calibration DATASET")
+            calib = checked_calibration(options, TensorSpec(model.inputs[0].name, tuple(model.inputs[0].shape),
+                                                            "float32"))
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
             def representative() -> Iterator[list[np.ndarray]]:

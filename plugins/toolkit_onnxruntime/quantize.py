@@ -11,7 +11,7 @@ import numpy as np
 
 from toolkit import atomic
 from toolkit.artifact import Artifact, derive_manifest, library_versions
-from toolkit.calibration import calibration_record
+from toolkit.calibration import calibration_record, checked_calibration
 from toolkit.errors import UsageError
 from toolkit.interfaces import ConversionOptions, Quantizer
 from toolkit.specs import specs_from_onnx
@@ -27,13 +27,11 @@ class OrtStaticQuantizer(Quantizer):
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        calib = options.calibration
-        if calib is None or len(calib) == 0:
-            raise UsageError("static int8 quantization needs calibration data", "Pass --calibration DATASET")
         inputs, _ = specs_from_onnx(str(source.path))
         if len(inputs) != 1:
             raise UsageError(f"calibration from a dataset needs a model with one input, this one has {len(inputs)}",
                              "Quantize multi-input models with the onnxruntime API directly")
+        calib = checked_calibration(options, inputs[0])
         input_name = inputs[0].name
 
         class Reader(CalibrationDataReader):
