@@ -37,6 +37,14 @@ class Dataset(ABC):
         """Whether load() can work here, and if not, why (with the fix)."""
         return True, None
 
+    def require_available(self) -> None:
+        """Raise DataUnavailableError, saying why and how to fix it, when load() cannot work here."""
+        ok, why = self.available()
+        if not ok:
+            from .errors import DataUnavailableError
+
+            raise DataUnavailableError(f"dataset '{self.name}' is not available here: {why}")
+
     def calibration(self, n: int = 200, seed: int = 0) -> np.ndarray:
         """`n` samples from the training split, the same ones for the same seed."""
         x, _ = self.load("train")

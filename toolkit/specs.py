@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -98,11 +99,13 @@ def spec_from_tflite_detail(detail: dict[str, Any]) -> TensorSpec:
     return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name, quant)
 
 
-def specs_from_onnx(path: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Input and output specs of an ONNX file (graph inputs that are not initializers)."""
+def specs_from_onnx(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output specs of an ONNX model, given as a path or a loaded ModelProto (graph inputs that are
+    not initializers)."""
     import onnx  # imported here: the core's start-up stays free of format libraries
 
-    model = onnx.load(path, load_external_data=False)
+    if isinstance(model, (str, os.PathLike)):
+        model = onnx.load(model, load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
 
     def spec(vi: Any) -> TensorSpec:

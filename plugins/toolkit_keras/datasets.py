@@ -58,9 +58,8 @@ class FashionMNIST(Dataset):
     @lru_cache(maxsize=2)
     def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         _check_split(self.name, split)
+        self.require_available()
         folder = self._folder()
-        if folder is None:
-            raise DataUnavailableError(f"dataset fashion-mnist is not available: {self.available()[1]}")
         prefix = "train" if split == "train" else "t10k"
         x = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
         y = _read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
@@ -81,9 +80,7 @@ class Digits(Dataset):
     @lru_cache(maxsize=2)
     def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         _check_split(self.name, split)
-        ok, why = self.available()
-        if not ok:
-            raise DataUnavailableError(f"dataset digits is not available: {why}")
+        self.require_available()
         from sklearn.datasets import load_digits
 
         bunch = load_digits()

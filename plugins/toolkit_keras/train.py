@@ -39,11 +39,7 @@ def train(model_name: str, dataset_name: str, epochs: int, output_dir: Path, *, 
 
     regs = plugins.registries()
     family, dataset = regs.models.get(model_name), regs.datasets.get(dataset_name)
-    ok, why = dataset.available()
-    if not ok:
-        from toolkit.errors import DataUnavailableError
-
-        raise DataUnavailableError(f"dataset '{dataset_name}' is not available: {why}")
+    dataset.require_available()
     x, y = dataset.load("train")
     xt, yt = dataset.load("test")
     if limit:

@@ -13,7 +13,7 @@ import numpy as np
 from toolkit.artifact import Artifact, library_versions
 from toolkit.errors import ModelFileError
 from toolkit.interfaces import Availability, Backend, BackendOptions, Session
-from toolkit.specs import TensorSpec
+from toolkit.specs import specs_from_onnx
 
 from .ops import OPS
 
@@ -38,13 +38,7 @@ class ReferenceSession(Session):
                        {a.name: _attr(onnx.helper.get_attribute_value(a)) for a in n.attribute})
                       for n in graph.node]
 
-        def spec(vi: Any) -> TensorSpec:
-            tt = vi.type.tensor_type
-            dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim)
-            return TensorSpec(vi.name, dims, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name)
-
-        self.input_specs = [spec(v) for v in graph.input if v.name not in self.constants]
-        self.output_specs = [spec(v) for v in graph.output]
+        self.input_specs, self.output_specs = specs_from_onnx(model)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values: dict[str, Any] = dict(self.constants)
@@ -69,6 +63,12 @@ def _attr(value: Any) -> Any:
     return value
 
 
+def _unsupported(model: Any) -> str | None:
+    """Why the numpy kernels cannot run `model`, or None."""
+    missing = sorted({n.op_type for n in model.graph.node if n.op_type not in OPS or n.domain not in ("", "ai.onnx")})
+    return f"the reference backend has no kernels for {', '.join(missing)}" if missing else None
+
+
 class ReferenceBackend(Backend):
     name = "reference"
     formats = ("onnx",)
@@ -88,15 +88,11 @@ class ReferenceBackend(Backend):
         why = super().supports(artifact)
         if why:
             return why
-        model = _load_graph(str(artifact.path))
-        missing = sorted({n.op_type for n in model.graph.node if n.op_type not in OPS or n.domain not in ("", "ai.onnx")})
-        if missing:
-            return f"the reference backend has no kernels for {', '.join(missing)}"
-        return None
+        return _unsupported(_load_graph(str(artifact.path)))
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
         model = _load_graph(str(artifact.path))
-        why = self.supports(artifact)
+        why = super().supports(artifact) or _unsupported(model)
         if why:
             raise ModelFileError(f"{why} (in '{artifact.path.name}')", "Use the onnxruntime backend for this model")
         return ReferenceSession(model)

@@ -78,11 +78,7 @@ def evaluate_accuracy(session: Session, dataset_name: str, batch: int, budget_s:
     from .. import plugins
 
     dataset = plugins.registries().datasets.get(dataset_name)
-    ok, why = dataset.available()
-    if not ok:
-        from ..errors import DataUnavailableError
-
-        raise DataUnavailableError(f"dataset '{dataset_name}' is not available here: {why}")
+    dataset.require_available()
     x, y = dataset.load("test")
     if len(session.input_specs) != 1:
         raise UsageError(f"--dataset needs a model with one input; this one has {len(session.input_specs)}",
@@ -132,9 +128,9 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         overrides = {k: tuple(v) for k, v in req.shapes.items()}
         shapes = resolve_shapes(session.input_specs, req.batch, overrides)
         inputs = make_inputs(session.input_specs, shapes, seed=req.seed)
+    check_shapes(session.input_specs, inputs)  # before native code sees a shape it cannot take
     report_phase("running")
     session.resize(shapes)
-    check_shapes(session.input_specs, inputs)
     first_ns, times = time_calls(session.bench_callable(inputs), req.runs, req.warmup, req.max_seconds)
     latency = latency_summary(times)
     first_shape = shapes[session.input_specs[0].name] if session.input_specs else ()

@@ -19,10 +19,10 @@ from toolkit.specs import specs_from_onnx
 
 
 class OnnxEvaluatorSession(Session):
-    def __init__(self, evaluator: Any, path: str):
+    def __init__(self, evaluator: Any, model: Any):
         self.evaluator = evaluator
         # TensorSpecs with None for dynamic dimensions (e.g. a batch dimension named 'N').
-        self.input_specs, self.output_specs = specs_from_onnx(path)
+        self.input_specs, self.output_specs = specs_from_onnx(model)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.evaluator.run(None, inputs)  # None: every output, in graph order
@@ -58,8 +58,9 @@ class OnnxEvaluatorBackend(Backend):
 
         path = str(artifact.path)
         try:
-            evaluator = ReferenceEvaluator(onnx.load(path))
+            model = onnx.load(path)
+            evaluator = ReferenceEvaluator(model)
         except Exception as e:  # DecodeError for a corrupt file, ValueError/KeyError for a bad graph
             raise ModelFileError(f"onnx cannot load '{path}': {type(e).__name__}",
                                  "Check the file is a complete, valid .onnx model") from None
-        return OnnxEvaluatorSession(evaluator, path)
+        return OnnxEvaluatorSession(evaluator, model)
