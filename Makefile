@@ -1,17 +1,21 @@
 # `make demo`: set up .venv from a clean checkout, then run the main job offline.
-# `make test`: set up .venv, then run the whole test suite.
+# `make test`: set up .venv, then run the whole test suite; `make test-fast`: the tier without training.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: demo test install data bench-overhead docs clean
+.PHONY: demo test test-fast install data bench-overhead docs clean
 
 demo: install data
 	$(VENV)/bin/toolkit quickstart --output quickstart-out
 
 test: install data
 	$(PY) -m pytest -q
+
+# Everything that needs no training, conversion with TensorFlow or new virtual environments: under a minute.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 install: $(STAMP)
 

@@ -7,8 +7,7 @@ import platform
 import tomllib
 from importlib import resources
 
-from toolkit.hookspecs import hookimpl
-from toolkit.interfaces import Target
+from toolkit.api import Target, hookimpl
 
 
 def profile_targets() -> list[Target]:
@@ -24,7 +23,7 @@ def host_target() -> Target:
     """This machine, detected: architecture, cores, RAM, ISA flags and installed runtimes."""
     from importlib import metadata
 
-    from toolkit.benchmark.environment import cpu_info, ram_mb
+    from toolkit.benchmark.protocol import cpu_info, ram_mb
 
     runtimes = {}
     for dist in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "tensorflow-cpu",

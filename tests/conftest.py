@@ -75,3 +75,15 @@ def digits_test() -> tuple[np.ndarray, np.ndarray]:
     from toolkit import plugins
 
     return plugins.registries().datasets.get("digits").load("test")
+
+
+# Fixtures that train, convert with TensorFlow or build virtual environments: a test that uses one is slow, and
+# `make test-fast` (pytest -m "not slow") leaves it out. Marked here so that no test can forget its marker.
+SLOW_FIXTURES = {"trained", "artifacts", "tflite_models", "keras_logits", "runtime_venv", "installed_example",
+                 "tf_models"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from toolkit import atomic
-from toolkit.artifact import Artifact, Manifest, manifest_path, sha256_file, sniff_format
+from toolkit.artifact import Artifact, Manifest, manifest_path, sha256_file
+from toolkit.formats import detect as sniff_format
 from toolkit.errors import ModelFileError
 from toolkit.specs import Quantization, TensorSpec
 
@@ -49,9 +50,9 @@ def test_sniff_recognises_real_files_by_their_bytes(artifacts, tmp_path):
 
 @pytest.mark.parametrize("name,content,message", [
     ("missing.tflite", None, "does not exist"),
-    ("empty.onnx", b"", "empty or truncated"),
-    ("junk.tflite", b"this is not a model at all", "not a valid TFLite file"),
-    ("junk.onnx", b"<html>404 not found</html>", "not a valid ONNX file"),
+    ("empty.onnx", b"", "is empty"),
+    ("junk.tflite", b"this is not a model at all", "not a valid tflite file"),
+    ("junk.onnx", b"<html>404 not found</html>", "not a valid onnx file"),
     ("notes.txt", b"hello world, not a model", "not a recognised model file"),
 ])
 def test_sniff_rejects_bad_files_with_one_clear_line(tmp_path, name, content, message):

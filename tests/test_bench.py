@@ -15,7 +15,7 @@ from toolkit.child import run_in_child
 from conftest import bench_json, run_cli
 
 RECORD_KEYS = {"model", "format", "precision", "backend", "provider", "batch", "threads", "latency_us", "runs",
-               "warmup", "throughput_per_s", "init_ms", "first_run_ms", "peak_rss_mb", "size_bytes", "accuracy",
+               "warmup", "throughput_per_s", "init_ms", "first_run_ms", "peak_rss_mb", "size_bytes", "evaluation",
                "unstable", "environment"}
 
 
@@ -56,8 +56,8 @@ def test_several_models_and_backends_with_accuracy_on_held_out_data(artifacts):
     pairs = {(Path(r["model"]).name, r["backend"]) for r in results}
     assert pairs == {(m, b) for m in ("cnn.onnx", "cnn_int8.onnx") for b in ("onnxruntime", "reference")}
     for r in results:
-        assert r["accuracy"]["dataset"] == "digits" and r["accuracy"]["samples"] == 360
-        assert r["accuracy"]["top1"] > 0.85
+        assert r["evaluation"]["dataset"] == "digits" and r["evaluation"]["samples"] == 360
+        assert r["evaluation"]["task"] == "classification" and r["evaluation"]["top1"] > 0.85
     ort = next(r for r in results if r["backend"] == "onnxruntime")
     assert ort["provider"]["providers"] == ["CPUExecutionProvider"] and "fallback" not in ort["provider"]
 
@@ -133,7 +133,7 @@ def test_tflite_with_two_inputs_and_a_dynamic_sequence(tflite_models):
 def test_full_int8_tflite_from_elsewhere(tflite_models):
     proc, results = bench_json(str(tflite_models["int8_mlp"]), "--runs", "5")
     assert proc.returncode == 0, proc.stderr
-    assert results[0]["status"] == "ok" and results[0]["precision"] == "unknown"
+    assert results[0]["status"] == "ok" and results[0]["precision"] == "int8"  # from its quantized I/O
 
 
 def test_third_party_onnx_models_shipped_with_onnx_and_onnxruntime():
@@ -179,4 +179,4 @@ def test_accuracy_on_a_model_with_a_fixed_batch_of_three(tmp_path):
     proc, results = bench_json(str(path), "--dataset", "digits", "--runs", "5")
     assert proc.returncode == 0, proc.stderr
     assert results[0]["batch"] == 3
-    assert results[0]["accuracy"]["samples"] == 360  # 120 chunks of 3
+    assert results[0]["evaluation"]["samples"] == 360  # 120 chunks of 3

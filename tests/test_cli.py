@@ -27,7 +27,7 @@ def test_plugins_json_lists_the_builtins_and_what_they_register():
     result = CliRunner().invoke(cli, ["plugins", "--format", "json"])
     plugins = {p["name"]: p for p in json.loads(result.output)["plugins"]}
     assert plugins["onnxruntime"]["registers"] == {"quantizers": ["onnxruntime-qdq"], "backends": ["onnxruntime"]}
-    assert plugins["tflite"]["status"] == "ok" and plugins["tflite"]["backends_available"] == {"tflite": None}
+    assert plugins["tflite"]["status"] == "ok" and "unavailable" not in plugins["tflite"]["items"]["backends/tflite"]
 
 
 def test_targets_detect_the_host_and_list_the_shipped_profiles():

@@ -18,16 +18,13 @@ import numpy as np
 import pytest
 
 from toolkit import plugins
-from toolkit.artifact import Artifact
-from toolkit.errors import ModelFileError
-from toolkit.interfaces import BackendOptions
-from toolkit.specs import TensorSpec
+from toolkit.api import Artifact, BackendOptions, ModelFileError, TensorSpec
 
 import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLKIT = os.path.join(os.path.dirname(sys.executable), "toolkit")  # the console script pip installed
-BUILTINS = ["keras", "tflite", "onnxruntime", "reference", "targets"]
+BUILTINS = ["core", "formats", "keras", "tflite", "onnxruntime", "reference", "targets"]
 
 
 def pip(*args: str) -> subprocess.CompletedProcess:
@@ -100,7 +97,7 @@ def test_toolkit_plugins_lists_the_example_next_to_the_builtins(installed_exampl
     assert example["module"] == "toolkit_onnx_evaluator"
     assert example["version"] == "0.1.0"
     assert example["registers"] == {"backends": ["onnx-evaluator"]}
-    assert example["backends_available"] == {"onnx-evaluator": None}  # None: available, nothing missing
+    assert "unavailable" not in example["items"]["backends/onnx-evaluator"]  # available, nothing missing
     for name in BUILTINS:
         assert records[name]["status"] == "ok", (name, records[name]["error"])
 
@@ -154,13 +151,30 @@ def test_a_file_onnx_cannot_parse_is_a_one_line_model_file_error(installed_examp
     plugins.reset()
     with pytest.raises(ModelFileError) as info:
         plugins.registries().backends.get("onnx-evaluator").load(Artifact.open(broken), BackendOptions())
-    assert "onnx cannot load" in info.value.one_line()
+    assert "onnx cannot parse" in info.value.one_line()
     assert "\n" not in info.value.one_line()
 
     result = toolkit("bench", str(broken), "--backend", "onnx-evaluator", "--runs", "1", "--warmup", "0")
     assert result.returncode == 2  # a bad input file, not a crash
-    assert "onnx cannot load" in result.stderr
+    assert "is not a valid onnx file" in result.stderr  # the format plugin refuses it before any backend
     assert "Traceback" not in result.stderr
+
+
+def test_a_model_the_evaluator_cannot_run_names_the_real_cause_not_the_file(installed_example, artifacts):
+    result = toolkit("bench", str(artifacts["onnx_int8"]), "--backend", "onnx-evaluator", "--runs", "1",
+                     "--warmup", "0")
+    assert result.returncode == 2
+    assert "onnx.reference cannot run 'cnn_int8.onnx'" in result.stderr and "DequantizeLinear" in result.stderr
+    assert "Check the file" not in result.stderr
+
+
+def test_the_example_conforms_to_the_backend_contract(installed_example, tmp_path):
+    from toolkit.testing import assert_backend_conforms, conformance_models
+
+    plugins.reset()
+    backend = plugins.registries().backends.get("onnx-evaluator")
+    for model in conformance_models(tmp_path, formats=backend.formats):
+        assert_backend_conforms(backend, model)
 
 
 def test_sweeps_leave_out_the_slow_example_unless_named(installed_example, tiny_onnx):

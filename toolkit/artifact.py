@@ -13,8 +13,7 @@ from . import atomic
 from .errors import ModelFileError
 from .specs import TensorSpec, specs_from_dicts, specs_to_dicts
 
-MANIFEST_SCHEMA = 1
-EXTENSIONS = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx"}
+MANIFEST_SCHEMA = 2
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -30,32 +29,6 @@ def manifest_path(model_path: str | os.PathLike) -> Path:
     return p.with_name(p.name + ".manifest.json")
 
 
-def sniff_format(path: str | os.PathLike) -> str:
-    """Recognise a model file by its bytes, not only its name. Raises ModelFileError with a fix."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelFileError(f"model file '{p}' does not exist", "Check the path")
-    if p.is_dir():
-        raise ModelFileError(f"'{p}' is a folder, not a model file", "Pass a .keras, .tflite or .onnx file")
-    with open(p, "rb") as f:
-        head = f.read(8)
-    if len(head) < 8:
-        raise ModelFileError(f"'{p}' is empty or truncated ({p.stat().st_size} bytes)", "Re-export the model")
-    if head[4:8] == b"TFL3":
-        return "tflite"
-    if head[:2] == b"PK" and p.suffix == ".keras":
-        return "keras"
-    if p.suffix == ".onnx" or head[0] == 0x08:  # ONNX ModelProto starts with field 1 (ir_version, varint)
-        if head[0] != 0x08:
-            raise ModelFileError(f"'{p}' is not a valid ONNX file (it does not start with an ONNX header)",
-                                 "Re-export the model, or check that the download finished")
-        return "onnx"
-    if p.suffix == ".tflite":
-        raise ModelFileError(f"'{p}' is not a valid TFLite file (no TFL3 identifier)",
-                             "Re-export the model, or check that the download finished")
-    raise ModelFileError(f"'{p}' is not a recognised model file", "Supported formats: .keras, .tflite, .onnx")
-
-
 @dataclass
 class Manifest:
     """What an artifact is and where it came from; JSON is the truth."""
@@ -67,6 +40,7 @@ class Manifest:
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
     model: str | None = None
+    task: str | None = None  # classification, regression, ...: what metrics and parity rules apply
     source: dict[str, Any] | None = None  # {"file": ..., "sha256": ...}
     producer: dict[str, Any] = field(default_factory=dict)  # {"plugin": ..., "version": ...}
     versions: dict[str, str] = field(default_factory=dict)
@@ -82,6 +56,7 @@ class Manifest:
             "format": self.format,
             "precision": self.precision,
             "model": self.model,
+            "task": self.task,
             "sha256": self.sha256,
             "inputs": specs_to_dicts(self.inputs),
             "outputs": specs_to_dicts(self.outputs),
@@ -104,6 +79,7 @@ class Manifest:
             inputs=specs_from_dicts(d.get("inputs", [])),
             outputs=specs_from_dicts(d.get("outputs", [])),
             model=d.get("model"),
+            task=d.get("task"),
             source=d.get("source"),
             producer=d.get("producer", {}),
             versions=d.get("versions", {}),
@@ -122,13 +98,28 @@ class Artifact:
     manifest: Manifest | None = None
     notes: list[str] = field(default_factory=list)
 
+    format_name: str | None = None  # detected from the file's bytes when opened
+
     @property
     def format(self) -> str:
-        return self.manifest.format if self.manifest else sniff_format(self.path)
+        if self.format_name is None:
+            from . import formats
+
+            self.format_name = formats.detect(self.path)
+        return self.format_name
+
+    # For a file without a manifest: the precision its format reader inferred (quantized ops, integer I/O).
+    precision_hint: str | None = None
 
     @property
     def precision(self) -> str:
-        return self.manifest.precision if self.manifest else "unknown"
+        if self.manifest:
+            return self.manifest.precision
+        return self.precision_hint or "unknown"
+
+    @property
+    def task(self) -> str | None:
+        return self.manifest.task if self.manifest else None
 
     @property
     def size_bytes(self) -> int:
@@ -140,22 +131,28 @@ class Artifact:
 
         A manifest whose sha256 is not the file's (the file was replaced, or a write was interrupted) is
         ignored, with a note: trusting it would report the wrong precision or provenance."""
+        from . import formats
+
         path = Path(path)
-        fmt = sniff_format(path)
+        fmt = formats.detect(path)
         mpath = manifest_path(path)
         manifest = None
         if mpath.exists():
             try:
-                manifest = Manifest.from_dict(json.loads(mpath.read_text()))
-            except (ValueError, KeyError) as e:
-                raise ModelFileError(f"manifest '{mpath}' is unreadable ({e})", "Delete it or re-create the artifact")
+                data = json.loads(mpath.read_text())
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                manifest = Manifest.from_dict(data)
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+                raise ModelFileError(f"manifest '{mpath}' is unreadable ({type(e).__name__}: {str(e)[:80]})",
+                                     "Delete it or re-create the artifact")
             if manifest.format != fmt:
                 raise ModelFileError(f"manifest '{mpath}' says format {manifest.format} but the file is {fmt}",
                                      "Delete the stale manifest or re-create the artifact")
             if manifest.sha256 != sha256_file(path):
                 return cls(path, None, [f"ignored {mpath.name}: it describes another version of the file "
-                                        "(sha256 differs)"])
-        return cls(path, manifest)
+                                        "(sha256 differs)"], format_name=fmt)
+        return cls(path, manifest, format_name=fmt)
 
     def write_manifest(self) -> Path:
         if self.manifest is None:
@@ -164,28 +161,6 @@ class Artifact:
 
     def verify_checksum(self) -> bool:
         return self.manifest is not None and sha256_file(self.path) == self.manifest.sha256
-
-
-def derive_manifest(source: Artifact, path: Path, *, format: str, precision: str, inputs: list[TensorSpec],
-                    outputs: list[TensorSpec], producer: dict[str, Any], versions: dict[str, str],
-                    seed: int | None = None) -> Manifest:
-    """The manifest of an artifact made from `source`: it points back at the source by name and sha256, and
-    keeps what the source knew about its training data."""
-    src = source.manifest
-    return Manifest(
-        file=path.name,
-        format=format,
-        precision=precision,
-        sha256=sha256_file(path),
-        model=src.model if src else source.path.stem,
-        inputs=list(inputs),
-        outputs=list(outputs),
-        source={"file": source.path.name, "sha256": sha256_file(source.path), "format": source.format},
-        producer=producer,
-        versions={**library_versions("edge-toolkit"), **versions},
-        seed=seed,
-        extra={k: v for k, v in (src.extra if src else {}).items() if k in ("dataset", "num_classes")},
-    )
 
 
 def library_versions(*names: str) -> dict[str, str]:

@@ -28,7 +28,7 @@ def calibration_record(options: ConversionOptions, method: str, **details: Any) 
     """scheme, method and layout details, plus which real samples calibrated it (dataset, count, sha256)."""
     calib = options.calibration
     return {
-        "scheme": "int8",
+        "scheme": options.precision,
         "method": method,
         **details,
         "calibration": {

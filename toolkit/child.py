@@ -1,17 +1,21 @@
 """Run native work in a child process with a timeout and a memory limit.
 
 Loading, converting, calibrating and benchmarking go through native code that can crash the interpreter.
-The child is a fresh interpreter (`python -m toolkit.child`), so a segfault there becomes a clear error
+The child is a fresh interpreter (`python -P -m toolkit.child`), so a segfault there becomes a clear error
 here, TensorFlow loaded in one child never meets a runtime loaded in another, and scripts that call the
-toolkit need no `if __name__ == "__main__"` guard. Messages travel as pickles over a private pipe; the
-child's stdout and stderr (runtime logs) are kept in a file and shown only when something goes wrong.
+toolkit need no `if __name__ == "__main__"` guard. Safe-path mode (-P) keeps the current folder off sys.path,
+so a numpy.py or toolkit/ beside the user's model is never imported. Requests and answers are JSON (numpy
+arrays inside travel as .npy bytes, never pickles) over a private pipe; the child's stdout and stderr
+(runtime logs) are kept in a file and shown only when something goes wrong.
 """
 
 from __future__ import annotations
 
+import base64
 import importlib
+import io
+import json
 import os
-import pickle
 import select
 import signal
 import struct
@@ -23,7 +27,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
-from .errors import ChildCrashedError, ToolkitError
+from .errors import ChildCrashedError, ToolkitError, first_line
 
 DEFAULT_TIMEOUT_S = 900.0
 MEMORY_LIMIT_ENV = "TOOLKIT_CHILD_MEMORY_MB"
@@ -62,12 +66,45 @@ class ChildError(ToolkitError):
         self.child_traceback = child_traceback
 
 
+def _encode(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        buf = io.BytesIO()
+        np.save(buf, obj, allow_pickle=False)
+        return {"__ndarray__": base64.b64encode(buf.getvalue()).decode("ascii")}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot send a {type(obj).__name__} across the process boundary")
+
+
+def _decode(d: dict[str, Any]) -> Any:
+    if len(d) == 1 and "__ndarray__" in d:
+        import numpy as np
+
+        return np.load(io.BytesIO(base64.b64decode(d["__ndarray__"])), allow_pickle=False)
+    return d
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON for the process boundary: numpy arrays as base64 .npy, nothing that unpickles."""
+    return json.dumps(obj, default=_encode).encode("utf-8")
+
+
+def loads(data: bytes) -> Any:
+    return json.loads(data, object_hook=_decode)
+
+
 # ---------------------------------------------------------------------------------------------- child side
 _channel: BinaryIO | None = None
 
 
 def _send(kind: str, payload: Any) -> None:
-    data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+    data = dumps([kind, payload])
     assert _channel is not None
     _channel.write(_HEADER.pack(len(data)) + data)
     _channel.flush()
@@ -85,10 +122,22 @@ def report_progress(payload: Any) -> None:
         _send("progress", payload)
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this child when the process that started it dies, so no orphan keeps running."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_main() -> None:
     global _channel
+    _die_with_parent()
     _channel = os.fdopen(int(os.environ.pop(_FD_ENV)), "wb")
-    target, kwargs, memory_mb = pickle.load(sys.stdin.buffer)
+    target, kwargs, memory_mb = loads(sys.stdin.buffer.read())
     if memory_mb:
         import resource
 
@@ -99,11 +148,14 @@ def _child_main() -> None:
         result = getattr(importlib.import_module(module_name), func_name)(**kwargs)
         _send("ok", result)
     except ToolkitError as exc:
-        _send("error", (exc.message, exc.hint, exc.exit_code, traceback.format_exc()))
+        _send("error", [exc.message, exc.hint, exc.exit_code, traceback.format_exc()])
     except MemoryError:
-        _send("error", ("ran out of memory", f"Raise the limit with {MEMORY_LIMIT_ENV}=MB", 1, traceback.format_exc()))
+        _send("error", ["ran out of memory", f"Raise the limit with {MEMORY_LIMIT_ENV}=MB", 1, traceback.format_exc()])
     except BaseException as exc:  # a runtime's own error or a bug: keep its text and traceback
-        _send("error", (f"{type(exc).__name__}: {exc}", None, 1, traceback.format_exc()))
+        # One line, bounded: some runtimes put a whole model or a multi-line log into their messages.
+        text = first_line(exc)
+        text = text if len(text) <= 300 else text[:300] + "..."
+        _send("error", [f"{type(exc).__name__}: {text}", None, 1, traceback.format_exc()])
     finally:
         _channel.close()
 
@@ -122,7 +174,7 @@ def _read_exact(fd: int, n: int) -> bytes | None:
 
 def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S, memory_mb: int | None = None,
                  on_progress: Callable[[Any], None] | None = None, **kwargs: Any) -> Any:
-    """Call `module:function(**kwargs)` in a fresh interpreter and return its (picklable) result.
+    """Call `module:function(**kwargs)` in a fresh interpreter and return its (JSON-able) result.
 
     Raises ChildError for an error the function raised, and ChildCrashedError (with `.failure`, `.phase` and
     `.log`) when the process died: a signal, a timeout, or an exit without a result.
@@ -135,14 +187,14 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
     message, phase, timed_out = None, None, False
     with tempfile.TemporaryFile() as log:
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "toolkit.child"], stdin=subprocess.PIPE, stdout=log,
+            proc = subprocess.Popen([sys.executable, "-P", "-m", "toolkit.child"], stdin=subprocess.PIPE, stdout=log,
                                     stderr=log, pass_fds=(write_fd,), env=env)
         finally:
             os.close(write_fd)
         try:
             assert proc.stdin is not None
             try:
-                proc.stdin.write(pickle.dumps((target, kwargs, memory_mb), protocol=pickle.HIGHEST_PROTOCOL))
+                proc.stdin.write(dumps([target, kwargs, memory_mb]))
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
@@ -157,7 +209,7 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
                 body = _read_exact(read_fd, _HEADER.unpack(header)[0]) if header else None
                 if body is None:  # the child died before it could say more
                     break
-                kind, payload = pickle.loads(body)
+                kind, payload = loads(body)
                 if kind == "phase":
                     phase = payload
                     continue

@@ -17,11 +17,15 @@ def parse_shape_overrides(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
     for item in items:
         name, sep, dims = item.partition("=")
         try:
-            shape = tuple(int(d) for d in dims.lower().split("x"))
-            if not sep or not name or any(d <= 0 for d in shape):
+            if not sep or not name:
                 raise ValueError
+            shape = tuple(int(d) for d in dims.lower().split("x"))
         except ValueError:
             raise UsageError(f"--shape '{item}' is not NAME=DIMS", "Write it like --shape input_ids=1x128") from None
+        if any(d <= 0 for d in shape):
+            raise UsageError(f"--shape '{item}' has a dimension of {min(shape)}", "Every dimension must be at least 1")
+        if name in out:
+            raise UsageError(f"--shape gives input '{name}' twice", "Give each input once")
         out[name] = shape
     return out
 
@@ -29,12 +33,19 @@ def parse_shape_overrides(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
 def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
                    overrides: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """A concrete shape for every input: a dynamic first dimension takes `batch`, others need an override."""
-    overrides = {_spec_name(specs, k): v for k, v in overrides.items()}
+    named: dict[str, tuple[int, ...]] = {}
+    for given, shape in overrides.items():
+        name = _spec_name(specs, given)
+        if name in named:
+            raise UsageError(f"--shape gives input '{name}' twice (as '{given}' too)", "Give each input once")
+        named[name] = shape
+    overrides = named
     unknown = set(overrides) - {s.name for s in specs}
     if unknown:
         names = ", ".join(s.name for s in specs)
         raise UsageError(f"--shape names no input of this model: {', '.join(sorted(unknown))}", f"Its inputs: {names}")
     shapes: dict[str, tuple[int, ...]] = {}
+    missing: list[str] = []  # every input still dynamic, so that one hint names them all
     for spec in specs:
         if spec.name in overrides:
             shape = overrides[spec.name]
@@ -46,15 +57,20 @@ def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
         shape = list(spec.shape)
         if shape and shape[0] is None:
             shape[0] = batch
-        elif batch != 1 and shape:
+        elif batch != 1 and shape and shape[0] != batch:
             raise UsageError(f"input '{spec.name}' has a fixed batch of {shape[0]}, so --batch {batch} cannot apply",
                              "Use --batch 1, or export the model with a dynamic batch dimension")
         if any(d is None for d in shape):
             names = spec.dim_names or (None,) * len(shape)
             example = "x".join(str(d) if d is not None else f"<{_dim_label(n, 'size')}>" for d, n in zip(shape, names))
-            raise UsageError(f"input '{spec.name}' has dynamic dimensions {format_shape(spec)}",
-                             f"Give them with --shape {short_name(spec.name)}={example}")
+            missing.append(f"--shape {short_name(spec.name)}={example}")
+            continue
         shapes[spec.name] = tuple(int(d) for d in shape)
+    if missing:
+        which = [s for s in specs if s.name not in shapes]
+        listed = ", ".join(f"'{s.name}' {format_shape(s)}" for s in which)
+        raise UsageError(f"input{'s' if len(which) > 1 else ''} {listed} "
+                         f"{'have' if len(which) > 1 else 'has'} dynamic dimensions", f"Give them with {' '.join(missing)}")
     return shapes
 
 
@@ -82,29 +98,6 @@ def format_shape(spec: TensorSpec) -> str:
     names = spec.dim_names or (None,) * len(spec.shape)
     parts = [str(d) if d is not None else _dim_label(n, "?") for d, n in zip(spec.shape, names)]
     return "[" + ", ".join(parts) + "]"
-
-
-def make_inputs(specs: Sequence[TensorSpec], shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
-    """Synthetic inputs per declared dtype. Integers are 0/1 (valid as token ids, masks and indices alike);
-    quantized integer inputs span their whole range."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for spec in specs:
-        shape, dtype = shapes[spec.name], np.dtype(spec.dtype)
-        if dtype == np.bool_:
-            out[spec.name] = rng.random(shape) < 0.5
-        elif np.issubdtype(dtype, np.floating):
-            out[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
-        elif np.issubdtype(dtype, np.integer):
-            if spec.quantization is not None:
-                info = np.iinfo(dtype)
-                out[spec.name] = rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
-            else:
-                out[spec.name] = rng.integers(0, 2, size=shape).astype(dtype)
-        else:
-            raise UsageError(f"input '{spec.name}' has dtype {spec.dtype}, which cannot be made up",
-                             "Pass real inputs with --inputs FILE.npz")
-    return out
 
 
 def load_npz_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:

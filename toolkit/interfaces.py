@@ -1,4 +1,5 @@
-"""The core's interfaces: Dataset, Model, Converter, Quantizer, Backend with its Session, and Target.
+"""The core's interfaces: ModelFormat, Dataset, Model, Converter, Quantizer, Backend with its Session, Target
+and Runner, plus the small records they exchange (Availability, PluginOption, ConversionResult).
 
 Small ABCs with one or two abstract methods and capability class attributes; plugins implement them.
 Nothing here imports an ML framework.
@@ -7,114 +8,205 @@ Nothing here imports an ML framework.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from .artifact import Artifact
 from .specs import TensorSpec
 
+# What a model computes; metrics and parity rules follow it.
+TASKS = ("classification", "regression", "sequence-labelling", "detection", "other")
 
-# ---------------------------------------------------------------------------------------------- data
-class Dataset(ABC):
-    """A labelled dataset with real data: `load(split)` gives (x, y); `calibration(n)` feeds quantizers."""
+
+# ---------------------------------------------------------------------------------------------- shared records
+@dataclass(frozen=True)
+class Availability:
+    """Whether a plugin's item can work here; when not, why and the pip extra that brings what is missing."""
+
+    ok: bool
+    reason: str | None = None
+    extra: str | None = None
+
+
+@dataclass(frozen=True)
+class PluginOption:
+    """An option a converter, quantizer or backend declares; users pass it as `-o name=value`."""
+
+    name: str
+    type: type = str  # str, int, float or bool
+    default: Any = None
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+
+class Pluggable(ABC):
+    """What every registered item shares: a name, a description, availability and declared options."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[PluginOption, ...]] = ()
+
+    def available(self) -> Availability:
+        """Whether this item can work here, and if not, why (with the pip extra)."""
+        return Availability(True)
+
+
+# ---------------------------------------------------------------------------------------------- formats
+class ModelFormat(Pluggable):
+    """A model file format: how to recognise a file and read its input/output specs without a heavy runtime."""
+
+    suffixes: ClassVar[tuple[str, ...]]  # the first is used for files the toolkit writes
+    head_size: ClassVar[int] = 16  # how many leading bytes sniff() needs
+    is_directory: ClassVar[bool] = False  # a model that is a folder (a SavedModel): sniff gets b"" and the path
+
+    @abstractmethod
+    def sniff(self, head: bytes, path: Path) -> bool:
+        """True when a file starting with `head` (its first head_size bytes) is in this format."""
+
+    @abstractmethod
+    def read_specs(self, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        """(inputs, outputs) of the model in `path`, with quantization parameters. Raise ModelFileError for a file
+        that is not a valid model."""
+
+    def describe(self, path: Path) -> dict[str, Any]:
+        """Format-specific facts worth keeping in a manifest (operator list, opset); {} when none."""
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------- data
+class Dataset(Pluggable):
+    """A labelled dataset with real data: `load(split)` gives (inputs, targets); `calibration(n)` feeds quantizers.
+
+    Inputs are one array (a single-input model) or a dict of arrays by input name; targets are class ids for
+    classification, real values for regression. `target_output` names the model output metrics are computed on
+    when a model has several."""
+
     task: ClassVar[str] = "classification"
     num_classes: ClassVar[int] = 0
     needs_network: ClassVar[bool] = False
     suggested_epochs: ClassVar[int] = 2  # enough for a useful model when the user does not say
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    target_output: ClassVar[str | None] = None
 
     @abstractmethod
-    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Return (inputs as float32 in the model's layout, integer labels) for `split`."""
-
-    def available(self) -> tuple[bool, str | None]:
-        """Whether load() can work here, and if not, why (with the fix)."""
-        return True, None
+    def load(self, split: str) -> tuple[Any, np.ndarray]:
+        """Return (inputs in the model's layout, targets) for `split`."""
 
     def require_available(self) -> None:
         """Raise DataUnavailableError, saying why and how to fix it, when load() cannot work here."""
-        ok, why = self.available()
-        if not ok:
+        av = self.available()
+        if not av.ok:
             from .errors import DataUnavailableError
 
-            raise DataUnavailableError(f"dataset '{self.name}' is not available here: {why}")
+            raise DataUnavailableError(f"dataset '{self.name}' is not available here: {av.reason}")
 
-    def calibration(self, n: int = 200, seed: int = 0) -> np.ndarray:
+    def calibration(self, n: int = 200, seed: int = 0) -> Any:
         """`n` samples from the training split, the same ones for the same seed."""
         x, _ = self.load("train")
+        first = next(iter(x.values())) if isinstance(x, Mapping) else x
         rng = np.random.default_rng(seed)
-        idx = rng.choice(len(x), size=min(n, len(x)), replace=False)
-        return x[np.sort(idx)]
+        idx = np.sort(rng.choice(len(first), size=min(n, len(first)), replace=False))
+        return {k: v[idx] for k, v in x.items()} if isinstance(x, Mapping) else x[idx]
 
 
 # ---------------------------------------------------------------------------------------------- models
-class Model(ABC):
+class Model(Pluggable):
     """A model family: builds a framework model for an input shape and a number of outputs."""
 
-    name: ClassVar[str]
     task: ClassVar[str] = "classification"
-    framework: ClassVar[str] = "keras"
+    framework: ClassVar[str] = ""  # what build() returns a model of, e.g. keras
+    format: ClassVar[str]  # the format train() saves in, e.g. keras
     default_dataset: ClassVar[str | None] = None
     # Tried in order when the default dataset is not on this machine (e.g. ones that ship with a pip package).
     fallback_datasets: ClassVar[tuple[str, ...]] = ()
-    description: ClassVar[str] = ""
 
     @abstractmethod
     def build(self, input_shape: Sequence[int], num_outputs: int, **hparams: Any) -> Any:
-        """Return an untrained framework model (a keras.Model for framework 'keras')."""
+        """Return an untrained model of this family's framework."""
 
-    def train(self, dataset: str, epochs: int, output_dir: Path, **options: Any) -> tuple[Artifact, dict[str, Any]]:
-        """Train on `dataset`; write the model, its manifest and metrics.json into `output_dir`.
+    def train(self, dataset: str, epochs: int, output: Path, **options: Any) -> "TrainingResult":
+        """Train on `dataset` and save the model to `output` (a working path the core publishes with its manifest).
 
-        `options` may hold batch_size, limit, seed, on_start(total_steps) and on_batch(epoch, batch, logs).
+        `options` may hold batch_size, limit, seed, learning_rate, on_start(total_steps) and
+        on_batch(epoch, batch, logs).
         """
         from .errors import UsageError
 
         raise UsageError(f"model {self.name} cannot be trained by the toolkit", "Train it with its framework")
 
 
+@dataclass
+class TrainingResult:
+    """What training made: the saved model's specs and held-out metrics. The core writes the manifest."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    metrics: dict[str, Any] = field(default_factory=dict)  # accuracy or mae/rmse on the test split, history...
+    versions: dict[str, str] = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------------------------------- conversion
 @dataclass
 class ConversionOptions:
-    """What a converter or quantizer may need besides the source artifact."""
+    """What a converter or quantizer may need besides the source artifact. `extra` holds its declared options
+    (from `-o key=value`, validated and typed, defaults filled in)."""
 
     precision: str = "fp32"
-    calibration: np.ndarray | None = None
+    calibration: Any = None  # an array, or a dict of arrays by input name
     calibration_name: str | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Converter(ABC):
-    """Turns an artifact of `source_format` into one of `target_format`."""
+@dataclass
+class ConversionResult:
+    """What a converter or quantizer knows about the file it wrote. The core adds specs, hashes, provenance and
+    the parity check, and publishes file and manifest together."""
 
-    name: ClassVar[str]
+    precision: str
+    details: dict[str, Any] = field(default_factory=dict)  # kept in the manifest's `extra` (ops, opset, notes)
+    quantization: dict[str, Any] | None = None  # scheme, method, layout, calibration record
+    versions: dict[str, str] = field(default_factory=dict)  # libraries that made the file
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ConversionResult":
+        return cls(precision=str(d["precision"]), details=dict(d.get("details") or {}),
+                   quantization=d.get("quantization"), versions=dict(d.get("versions") or {}))
+
+
+class Converter(Pluggable):
+    """Turns a model of `source_format` into one of `target_format`."""
+
     source_format: ClassVar[str]
     target_format: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    priority: ClassVar[int] = 0  # higher wins when several converters could serve and none is named
 
     @abstractmethod
-    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> Artifact:
-        """Write the converted model to `output` (atomically) and return it with a manifest."""
+    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> ConversionResult:
+        """Write the converted model to `output` (a working path the core publishes after checking it)."""
 
 
-class Quantizer(ABC):
-    """Turns an artifact into a quantized one, calibrated on real data."""
+class Quantizer(Pluggable):
+    """Turns a model into a quantized one, calibrated on real data."""
 
-    name: ClassVar[str]
     source_formats: ClassVar[tuple[str, ...]]
     target_format: ClassVar[str]
     schemes: ClassVar[tuple[str, ...]] = ("int8",)
+    # What each scheme needs and what runs its result, for `toolkit quantize --list-schemes`.
+    scheme_help: ClassVar[dict[str, str]] = {}
+    needs_calibration: ClassVar[bool] = True
+    priority: ClassVar[int] = 0
 
     @abstractmethod
-    def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> Artifact:
-        """Write the quantized model to `output` (atomically) and return it with a manifest."""
+    def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
+        """Write the quantized model to `output` (a working path the core publishes after checking it)."""
 
 
 # ---------------------------------------------------------------------------------------------- runtime
@@ -122,14 +214,7 @@ class Quantizer(ABC):
 class BackendOptions:
     threads: int | None = None
     provider: str | None = None  # e.g. onnxruntime: cpu, cuda, tensorrt
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Availability:
-    ok: bool
-    reason: str | None = None
-    extra: str | None = None  # the pip extra that brings what is missing
+    extra: dict[str, Any] = field(default_factory=dict)  # the backend's declared options, from `-o key=value`
 
 
 class Session(ABC):
@@ -143,7 +228,8 @@ class Session(ABC):
         """Run once on named inputs; return named outputs."""
 
     def resize(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        """Fix dynamic dimensions before running. Backends whose runtime needs it override this."""
+        """Fix dynamic dimensions before running; called before the benchmark and before every evaluation
+        batch (so possibly many times, with the same or different shapes). Override when the runtime needs it."""
 
     def bench_callable(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
         """A zero-argument callable that runs the model on preloaded `inputs`: the only thing a benchmark times.
@@ -157,23 +243,19 @@ class Session(ABC):
         return {}
 
 
-class Backend(ABC):
-    """A runtime that loads artifacts of some formats and runs them."""
+class Backend(Pluggable):
+    """A runtime that loads models of some formats and runs them."""
 
-    name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
     extra: ClassVar[str | None] = None  # pip extra that installs this backend's runtime
-    priority: ClassVar[int] = 0  # higher wins when the user names no backend
+    # Higher wins when the user names no backend; below 0 the backend is never chosen unless named.
+    priority: ClassVar[int] = 0
     providers: ClassVar[tuple[str, ...]] = ()
-    description: ClassVar[str] = ""
     # False for backends too slow to sweep: the quickstart and --all-backends skip them unless named.
     in_sweeps: ClassVar[bool] = True
 
-    def available(self) -> Availability:
-        return Availability(True)
-
     def supports(self, artifact: Artifact) -> str | None:
-        """None if this backend can run `artifact`, otherwise why not."""
+        """None if this backend can run `artifact`, otherwise why not. Must not parse the model's payload."""
         fmt = artifact.format
         return None if fmt in self.formats else f"{self.name} runs {', '.join(self.formats)} files, not {fmt}"
 
@@ -204,6 +286,16 @@ class Target:
     detected: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return asdict(self)
+
+
+class Runner(Pluggable):
+    """Runs one benchmark request somewhere (this machine, a board over SSH) and returns its record.
+
+    Requests and records are JSON-ready dicts (BenchRequest.to_dict(), BenchRecord.to_dict()): that is all that
+    crosses to the measuring side."""
+
+    @abstractmethod
+    def run(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Measure one (model, backend) pair; return a record dict (status ok or error), never raise for a
+        failure of the pair itself."""

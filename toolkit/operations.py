@@ -1,219 +1,393 @@
-"""Convert and quantize artifacts, each in a child process, then check every result against its source on
-real data. A result whose answers differ from its source's fails loudly (CheckFailedError, exit 1); the file
-and its manifest stay on disk, marked as failed, so nothing is lost."""
+"""Convert, quantize and train, each in a child process. The core owns artifacts: a converter or quantizer writes
+into a working path and says what it made; the core reads the file's specs, checks it against its source on
+real data, and only then moves it under its final name with its manifest. A result whose answers differ from its
+source's fails loudly (CheckFailedError, exit 1) and is kept as NAME.failed.EXT for inspection."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import plugins
-from .artifact import EXTENSIONS, Artifact
+from . import atomic, formats, plugins
+from .artifact import Artifact, Manifest, library_versions, manifest_path, sha256_file
 from .child import run_in_child
-from .errors import CheckFailedError, ConversionError, UsageError
-from .interfaces import ConversionOptions, Converter, Quantizer
+from .errors import CheckFailedError, UnknownNameError, UsageError
+from .interfaces import ConversionOptions, ConversionResult, Converter, Quantizer
+from .metrics import compare_outputs
+from .options import resolve_options
+from .specs import TensorSpec, specs_from_dicts
 
 VERIFY_SAMPLES = 500
-# fp32 artifacts must give the source's logits: different kernels reorder float sums, nothing more.
-FP32_RTOL = 1e-4
-FP32_ATOL = 1e-4
-# A quantized artifact must pick the same class as its source on at least this share of real inputs.
-QUANTIZED_MIN_TOP1_AGREEMENT = 0.97
 
 
-def find_converter(source_format: str, target_format: str) -> Converter:
+@dataclass
+class Choice:
+    """A plugin picked to do a step, and how: the rule is printed when several could have served."""
+
+    item: Any
+    others: list[str] = field(default_factory=list)
+
+    @property
+    def note(self) -> str | None:
+        if not self.others:
+            return None
+        kind = "converter" if isinstance(self.item, Converter) else "quantizer"
+        return (f"using {kind} {self.item.name} (highest priority, {self.item.priority}); also possible: "
+                f"{', '.join(self.others)} (choose with --{kind})")
+
+
+def _pick(candidates: list[Any]) -> Choice:
+    ranked = sorted(candidates, key=lambda c: (-c.priority, c.name))
+    return Choice(ranked[0], [c.name for c in ranked[1:]])
+
+
+def choose_converter(source_format: str, target_format: str, name: str | None = None) -> Choice:
     regs = plugins.registries()
-    for conv in regs.converters:
-        if conv.source_format == source_format and conv.target_format == target_format:
-            return conv
-    targets = sorted({c.target_format for c in regs.converters if c.source_format == source_format})
-    raise UsageError(f"no converter turns {source_format} into {target_format}",
-                     f"From {source_format} the installed converters make: {', '.join(targets) or 'nothing'}")
+    formats.get(target_format)  # an unknown format name fails here, with a suggestion
+    if name:
+        conv = regs.converters.get(name)
+        if (conv.source_format, conv.target_format) != (source_format, target_format):
+            raise UsageError(f"converter {name} turns {conv.source_format} into {conv.target_format}, not "
+                             f"{source_format} into {target_format}", "Pick another --converter")
+        return Choice(conv)
+    matches = [c for c in regs.converters if c.source_format == source_format and c.target_format == target_format]
+    if not matches:
+        targets = sorted({c.target_format for c in regs.converters if c.source_format == source_format})
+        raise UsageError(f"no converter turns {source_format} into {target_format}",
+                         f"From {source_format} the installed converters make: {', '.join(targets) or 'nothing'}")
+    return _pick(matches)
 
 
-def find_quantizer(source_format: str, scheme: str, target_format: str | None = None) -> Quantizer:
+def all_schemes(source_format: str | None = None) -> list[str]:
+    return sorted({s for q in plugins.registries().quantizers
+                   if source_format is None or source_format in q.source_formats for s in q.schemes})
+
+
+def choose_quantizer(source_format: str, scheme: str, target_format: str | None = None,
+                     name: str | None = None) -> Choice:
     regs = plugins.registries()
+    if name:
+        quant = regs.quantizers.get(name)
+        if scheme not in quant.schemes:
+            raise UnknownNameError(f"scheme of quantizer {name}", scheme, quant.schemes)
+        if source_format not in quant.source_formats:
+            raise UsageError(f"quantizer {name} takes {', '.join(quant.source_formats)} models, not {source_format}",
+                             "Pick another --quantizer")
+        if target_format and quant.target_format != target_format:
+            raise UsageError(f"quantizer {name} makes {quant.target_format} files, not {target_format}")
+        return Choice(quant)
+    schemes = all_schemes(source_format)
+    if scheme not in schemes:
+        if scheme in all_schemes():
+            raise UsageError(f"no quantizer does {scheme} for {source_format} models",
+                             f"Schemes for {source_format}: {', '.join(schemes) or 'none installed'}")
+        raise UnknownNameError("scheme", scheme, all_schemes())
     matches = [q for q in regs.quantizers if source_format in q.source_formats and scheme in q.schemes
                and (target_format is None or q.target_format == target_format)]
     if not matches:
-        schemes = sorted({s for q in regs.quantizers if source_format in q.source_formats for s in q.schemes})
-        target = f" into {target_format}" if target_format else ""
-        raise UsageError(f"no quantizer does {scheme} for {source_format} models{target}",
-                         f"Schemes for {source_format}: {', '.join(schemes) or 'none installed'}")
+        raise UsageError(f"no quantizer does {scheme} for {source_format} models into {target_format}",
+                         "Drop --to, or pick another")
     if len({q.target_format for q in matches}) > 1:
-        formats = ", ".join(sorted({q.target_format for q in matches}))
-        raise UsageError(f"{scheme} quantization of {source_format} models can produce {formats}",
-                         "Choose one with --to")
-    return matches[0]
+        made = ", ".join(sorted({q.target_format for q in matches}))
+        raise UsageError(f"{scheme} quantization of {source_format} models can produce {made}", "Choose one with --to")
+    return _pick(matches)
 
 
 def default_output(source: Path, target_format: str, precision: str) -> Path:
     suffix = "" if precision == "fp32" else f"_{precision}"
-    return source.with_name(f"{source.stem}{suffix}{EXTENSIONS[target_format]}")
+    return source.with_name(f"{source.stem}{suffix}{formats.suffix_of(target_format)}")
 
 
 def _check_output(source: Artifact, output: Path, target_format: str) -> Path:
-    output = Path(output)
-    if target_format not in EXTENSIONS:
-        raise UsageError(f"unknown model format '{target_format}'", f"Known: {', '.join(EXTENSIONS)}")
+    output = formats.check_output_name(output, target_format)
     if output.resolve() == source.path.resolve():
         raise UsageError(f"--output '{output}' would overwrite the source model", "Pick another output path")
-    if output.suffix != EXTENSIONS[target_format]:
-        raise UsageError(f"--output '{output}' does not end in {EXTENSIONS[target_format]}",
-                         f"Name it like model{EXTENSIONS[target_format]}")
     return output
 
 
-def _run_step(kind: str, name: str, source: Artifact, output: Path, scheme: str | None,
-              calibration: str | None, samples: int, seed: int, extra: dict[str, Any]) -> Artifact:
-    run_in_child("toolkit.operations:step_in_child", kind=kind, name=name, source=str(source.path),
-                 output=str(output), scheme=scheme, calibration=calibration, samples=samples, seed=seed,
-                 extra=extra)
-    artifact = Artifact.open(output)
-    if artifact.manifest is None:
-        raise ConversionError(f"the {name} plugin wrote '{output.name}' without a manifest (or with a stale one)",
-                              "A converter must return its artifact with a manifest: report it to its author")
-    return artifact
+def _working_path(output: Path) -> Path:
+    """A hidden file beside the output, ending in the same suffix (some converters insist on it)."""
+    return output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial{output.suffix}")
 
 
 def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | None, calibration: str | None,
-                  samples: int, seed: int, extra: dict[str, Any]) -> str:
-    """Child entry point: one converter or quantizer run."""
+                  samples: int, seed: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """Child entry point: one converter or quantizer run; then the written file's specs, read by its format."""
     regs = plugins.registries()
     options = ConversionOptions(seed=seed, extra=extra)
     if calibration:
         dataset = regs.datasets.get(calibration)
+        dataset.require_available()
         options.calibration = dataset.calibration(samples, seed)
         options.calibration_name = calibration
     src = Artifact.open(source)
+    out = Path(output)
     if kind == "convert":
-        regs.converters.get(name).convert(src, Path(output), options)
+        result = regs.converters.get(name).convert(src, out, options)
     else:
-        regs.quantizers.get(name).quantize(src, Path(output), scheme or "int8", options)
-    return output
+        options.precision = scheme or "int8"
+        result = regs.quantizers.get(name).quantize(src, out, scheme or "int8", options)
+    if not isinstance(result, ConversionResult):
+        raise TypeError(f"{kind} {name} returned a {type(result).__name__}, not a ConversionResult")
+    if not out.exists():
+        raise UsageError(f"{kind} {name} reported success but wrote no file", "Report it to the plugin's author")
+    fmt = formats.get(formats.detect(out))
+    inputs, outputs = fmt.read_specs(out)
+    return {"result": result.to_dict(), "format": fmt.name, "describe": fmt.describe(out),
+            "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]}
+
+
+def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: str | None,
+             calibration: str | None, samples: int, seed: int, extra: dict[str, Any], verify: bool,
+             dataset: str | None) -> Artifact:
+    """Run the step into a working path, build the manifest, check parity, then move file and manifest in place."""
+    item = choice.item
+    work = _working_path(output)
+    try:
+        made = run_in_child("toolkit.operations:step_in_child", kind=kind, name=item.name, source=str(source.path),
+                            output=str(work), scheme=scheme, calibration=calibration, samples=samples, seed=seed,
+                            extra=extra)
+        result = ConversionResult.from_dict(made["result"])
+        regs = plugins.registries()
+        owner = (regs.converters if kind == "convert" else regs.quantizers).owner(item.name)
+        manifest = _derived_manifest(source, output, work, made, result, kind, item.name, owner, seed, extra)
+        candidate = Artifact(work, manifest, format_name=made["format"])
+        if verify:
+            parity = check_parity(candidate, source, dataset or calibration)
+            manifest.metrics["parity"] = parity
+            if not parity["passed"]:
+                failed = output.with_name(f"{output.stem}.failed{output.suffix}")
+                manifest.file = failed.name
+                os.replace(work, failed)
+                atomic.write_json(manifest_path(failed), manifest.to_dict())
+                raise CheckFailedError(
+                    f"'{output.name}' does not match its source '{source.path.name}' on {parity['data']}: "
+                    f"{_parity_text(parity)} (needs {parity['rule']})",
+                    f"Nothing was written as {output.name}; the rejected file is kept as {failed.name} for inspection")
+        os.replace(work, output)
+        atomic.write_json(manifest_path(output), manifest.to_dict())
+    finally:
+        work.unlink(missing_ok=True)
+    return Artifact(output, manifest, format_name=made["format"])
+
+
+def _parity_text(parity: Mapping[str, Any]) -> str:
+    parts = []
+    if parity.get("top1_agreement") is not None:
+        parts.append(f"top-1 agreement {parity['top1_agreement']:.3f}")
+    if parity.get("max_abs_diff") is not None:
+        parts.append(f"max |diff| {parity['max_abs_diff']:.3g}")
+    return ", ".join(parts) or "outputs differ"
+
+
+def _derived_manifest(source: Artifact, output: Path, work: Path, made: dict[str, Any], result: ConversionResult,
+                      kind: str, name: str, owner: str, seed: int, extra: dict[str, Any]) -> Manifest:
+    """The manifest of an artifact made from `source`: it points back at the source by name and sha256, and
+    keeps what the source knew about its training data and task."""
+    src = source.manifest
+    kept = {k: v for k, v in (src.extra if src else {}).items() if k in ("dataset", "num_classes")}
+    return Manifest(
+        file=output.name,
+        format=made["format"],
+        precision=result.precision,
+        sha256=sha256_file(work),
+        model=src.model if src else source.path.stem,
+        task=src.task if src else None,
+        inputs=specs_from_dicts(made["inputs"]),
+        outputs=specs_from_dicts(made["outputs"]),
+        source={"file": source.path.name, "sha256": sha256_file(source.path), "format": source.format},
+        producer={"plugin": owner, kind + "er" if kind == "convert" else "quantizer": name,
+                  "plugin_version": _plugin_version(owner)},
+        versions={**library_versions("edge-toolkit"), **result.versions},
+        quantization=result.quantization,
+        seed=seed,
+        extra={**kept, **made.get("describe", {}), **result.details, **({"options": extra} if extra else {})},
+    )
+
+
+def _plugin_version(owner: str) -> str | None:
+    for record in plugins.loaded().records:
+        if record.name == owner:
+            return record.version
+    return None
 
 
 def convert(source_path: str | Path, to: str, output: str | Path | None = None, dataset: str | None = None,
-            verify: bool = True, extra: dict[str, Any] | None = None) -> Artifact:
+            verify: bool = True, converter: str | None = None, options: Mapping[str, Any] | None = None,
+            on_note: Callable[[str], None] | None = None) -> Artifact:
     source = Artifact.open(source_path)
     if source.format == to:
         raise UsageError(f"'{source.path.name}' is already in {to} format", "Pick another --to")
-    converter = find_converter(source.format, to)
+    choice = choose_converter(source.format, to, converter)
+    if choice.note and on_note:
+        on_note(choice.note)
+    extra = resolve_options(choice.item, options or {})
     out = _check_output(source, Path(output) if output else default_output(source.path, to, "fp32"), to)
-    artifact = _run_step("convert", converter.name, source, out, None, None, 0, 0, extra or {})
-    if verify:
-        verify_against_source(artifact, source, dataset)
-    return artifact
+    if dataset:
+        plugins.registries().datasets.get(dataset)
+    return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset)
 
 
-def quantize(source_path: str | Path, scheme: str, calibration: str, output: str | Path | None = None,
-             samples: int = 200, seed: int = 0, verify: bool = True, to: str | None = None) -> Artifact:
+def default_calibration(source: Artifact) -> str | None:
+    """The dataset the source's manifest says it was trained on (kept through conversions)."""
+    return source.manifest.extra.get("dataset") if source.manifest else None
+
+
+def quantize(source_path: str | Path, scheme: str, calibration: str | None = None,
+             output: str | Path | None = None, samples: int = 200, seed: int = 0, verify: bool = True,
+             to: str | None = None, quantizer: str | None = None, options: Mapping[str, Any] | None = None,
+             on_note: Callable[[str], None] | None = None) -> Artifact:
     source = Artifact.open(source_path)
-    plugins.registries().datasets.get(calibration)  # an unknown name fails here, with a suggestion
-    quantizer = find_quantizer(source.format, scheme, to)
-    target = quantizer.target_format
-    out = _check_output(source, Path(output) if output else default_output(source.path, target, scheme), target)
-    artifact = _run_step("quantize", quantizer.name, source, out, scheme, calibration, samples, seed, {})
-    if verify:
-        verify_against_source(artifact, source, calibration)
-    return artifact
+    choice = choose_quantizer(source.format, scheme, to, quantizer)
+    if choice.note and on_note:
+        on_note(choice.note)
+    q: Quantizer = choice.item
+    extra = resolve_options(q, options or {})
+    if calibration is None and q.needs_calibration:
+        calibration = default_calibration(source)
+        if calibration is None:
+            raise UsageError(f"{scheme} quantization needs calibration data and '{source.path.name}' has no manifest "
+                             "naming its training dataset", "Pass --calibration DATASET")
+        if on_note:
+            on_note(f"calibrating on {calibration}, the dataset recorded in {source.path.name}'s manifest")
+    if calibration:
+        plugins.registries().datasets.get(calibration)  # an unknown name fails here, with a suggestion
+    out = _check_output(source, Path(output) if output else default_output(source.path, q.target_format, scheme),
+                        q.target_format)
+    return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None)
 
 
 def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
           on_start: Callable[[int], None] | None = None,
           on_batch: Callable[[int, int, dict], None] | None = None, **options: Any) -> tuple[Artifact, dict]:
-    """Train a model family in a child process; progress comes back through the callbacks."""
+    """Train a model family in a child process (progress comes back through the callbacks); then publish the
+    model with its manifest, and metrics.json beside it."""
     regs = plugins.registries()
-    regs.models.get(model)
-    regs.datasets.get(dataset)
+    family = regs.models.get(model)
+    regs.datasets.get(dataset).require_available()
+    output_dir = Path(output_dir)
+    output = output_dir / f"{model}{formats.suffix_of(family.format)}"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work = _working_path(output)
 
-    def on_progress(payload: tuple) -> None:
+    def on_progress(payload: list) -> None:
         if payload[0] == "start" and on_start:
             on_start(payload[1])
         elif payload[0] == "batch" and on_batch:
             on_batch(*payload[1:])
 
-    path, metrics = run_in_child("toolkit.operations:train_in_child", timeout_s=None, on_progress=on_progress,
-                                 model=model, dataset=dataset, epochs=epochs, output_dir=str(output_dir),
-                                 options=options)
-    return Artifact.open(path), metrics
+    try:
+        made = run_in_child("toolkit.operations:train_in_child", timeout_s=None, on_progress=on_progress,
+                            model=model, dataset=dataset, epochs=epochs, output=str(work), options=options)
+        if not work.exists():
+            raise UsageError(f"model {model} reported success but saved nothing", "Report it to the plugin's author")
+        metrics = made["metrics"]
+        headline = {k: metrics[k] for k in ("accuracy", "mae", "rmse") if k in metrics}
+        manifest = Manifest(
+            file=output.name, format=family.format, precision="fp32", sha256=sha256_file(work), model=model,
+            task=family.task, inputs=specs_from_dicts(made["inputs"]), outputs=specs_from_dicts(made["outputs"]),
+            producer={"plugin": regs.models.owner(model), "model": model, "plugin_version":
+                      _plugin_version(regs.models.owner(model))},
+            versions={**library_versions("edge-toolkit"), **made.get("versions", {})},
+            seed=options.get("seed"),
+            metrics={**headline, "dataset": dataset},
+            extra={"dataset": dataset, "num_classes": regs.datasets.get(dataset).num_classes},
+        )
+        os.replace(work, output)
+        atomic.write_json(manifest_path(output), manifest.to_dict())
+        atomic.write_json(output_dir / "metrics.json", metrics)
+    finally:
+        work.unlink(missing_ok=True)
+    return Artifact(output, manifest, format_name=family.format), metrics
 
 
-def train_in_child(model: str, dataset: str, epochs: int, output_dir: str, options: dict[str, Any]) -> tuple:
+def train_in_child(model: str, dataset: str, epochs: int, output: str, options: dict[str, Any]) -> dict:
     """Child entry point: train, sending progress to the parent."""
+    from dataclasses import asdict
+
     from .child import report_progress
 
     family = plugins.registries().models.get(model)
-    artifact, metrics = family.train(dataset, epochs, Path(output_dir),
-                                     on_start=lambda total: report_progress(("start", total)),
-                                     on_batch=lambda e, b, logs: report_progress(("batch", e, b, logs)),
-                                     **options)
-    return str(artifact.path), metrics
+    result = family.train(dataset, epochs, Path(output),
+                          on_start=lambda total: report_progress(["start", total]),
+                          on_batch=lambda e, b, logs: report_progress(["batch", e, b, logs]),
+                          **options)
+    return {**asdict(result), "inputs": [s.to_dict() for s in result.inputs],
+            "outputs": [s.to_dict() for s in result.outputs]}
 
 
 # ---------------------------------------------------------------------------------------------- verification
-_reference_cache: dict[tuple[str, str], np.ndarray] = {}
+_reference_cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
 
 
-def _verification_inputs(artifact: Artifact, source: Artifact, dataset: str | None) -> tuple[np.ndarray, str]:
-    name = dataset or (source.manifest.extra.get("dataset") if source.manifest else None)
-    spec = artifact.manifest.inputs[0] if artifact.manifest and artifact.manifest.inputs else None
+def _verification_inputs(inputs: list[TensorSpec], source: Artifact, dataset: str | None) -> tuple[Any, str]:
+    """Real held-out inputs when a dataset fits the model's inputs, else synthetic ones, with a description."""
+    name = dataset or default_calibration(source)
     if name:
         ds = plugins.registries().datasets.get(name)
-        if ds.available()[0]:
+        if ds.available().ok:
             x, _ = ds.load("test")
-            if spec is None or tuple(spec.shape[1:]) == tuple(x.shape[1:]):
+            if isinstance(x, Mapping):
+                n = min(len(v) for v in x.values())
+                return {k: v[:VERIFY_SAMPLES] for k, v in x.items()}, f"{name}:test[:{min(n, VERIFY_SAMPLES)}]"
+            if len(inputs) == 1 and tuple(inputs[0].shape[1:]) == tuple(x.shape[1:]):
                 return x[:VERIFY_SAMPLES], f"{name}:test[:{min(len(x), VERIFY_SAMPLES)}]"
-    if spec is None or any(d is None for d in spec.shape[1:]):
-        raise UsageError(f"cannot check '{artifact.path.name}' against its source: no dataset fits its input",
-                         "Pass --dataset NAME")
-    rng = np.random.default_rng(0)
-    return rng.random((64, *spec.shape[1:]), dtype=np.float32), "synthetic uniform[0,1) x64"
+    if not inputs or any(d is None for s in inputs for d in s.shape[1:]):
+        raise UsageError("no dataset fits the model's inputs for the check against its source", "Pass --dataset NAME")
+    from .benchmark.protocol import make_inputs
+
+    rng_specs = [{**s.to_dict(), "quantization": None, "dtype": "float32" if s.quantization else s.dtype}
+                 for s in inputs]
+    shapes = {s.name: (64, *s.shape[1:]) if s.shape else () for s in inputs}
+    made = make_inputs(rng_specs, shapes, seed=0)
+    return [made[s.name] for s in inputs], "synthetic inputs x64"
 
 
-def predict_with_default_backend(artifact: Artifact, x: np.ndarray) -> np.ndarray:
-    """First output (dequantized) of `artifact` on `x`, run in a child by its default backend."""
+def predict_with_default_backend(artifact: Artifact, x: Any) -> dict[str, np.ndarray]:
+    """Every output (dequantized) of `artifact` on `x`, run in a child by its default backend."""
     from .benchmark.runner import default_backend
 
-    key = (artifact.manifest.sha256 if artifact.manifest else str(artifact.path),
-           hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest())
+    digest = hashlib.sha256()
+    for arr in (x.values() if isinstance(x, Mapping) else x if isinstance(x, list) else [x]):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    key = (sha256_file(artifact.path), digest.hexdigest())
     if key not in _reference_cache:
-        out = run_in_child("toolkit.benchmark.measure:predict", model=str(artifact.path),
-                           backend=default_backend(artifact), arrays=[x])
-        _reference_cache[key] = out[0]
+        _reference_cache[key] = run_in_child("toolkit.benchmark.measure:predict", model=str(artifact.path),
+                                             backend=default_backend(artifact), arrays=x)
     return _reference_cache[key]
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, quantized: bool) -> dict[str, Any]:
-    ref, got = reference.reshape(len(reference), -1), candidate.reshape(len(candidate), -1)
-    agreement = float((ref.argmax(1) == got.argmax(1)).mean())
-    max_abs = float(np.abs(ref - got).max())
-    if quantized:
-        passed = agreement >= QUANTIZED_MIN_TOP1_AGREEMENT
-        rule = f"top-1 agreement >= {QUANTIZED_MIN_TOP1_AGREEMENT}"
-    else:
-        passed = bool(np.allclose(got, ref, rtol=FP32_RTOL, atol=FP32_ATOL))
-        rule = f"allclose(rtol={FP32_RTOL}, atol={FP32_ATOL})"
-    return {"passed": passed, "rule": rule, "top1_agreement": round(agreement, 5), "max_abs_diff": max_abs}
+def _by_position(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The candidate's outputs under the source's names: converters rename outputs (logits -> Identity:0), so
+    outputs are paired by name where names agree, else by position."""
+    if set(reference) == set(candidate) or len(reference) != len(candidate):
+        return candidate
+    return dict(zip(reference, candidate.values()))
+
+
+def check_parity(candidate: Artifact, source: Artifact, dataset: str | None = None) -> dict[str, Any]:
+    """Run candidate and source on the same real inputs and compare every output by the task's rule."""
+    inputs = candidate.manifest.inputs if candidate.manifest else []
+    x, data = _verification_inputs(inputs, source, dataset)
+    reference = predict_with_default_backend(source, x)
+    got = _by_position(reference, predict_with_default_backend(candidate, x))
+    task = source.task or (candidate.manifest.task if candidate.manifest else None)
+    parity = compare_outputs(reference, got, task, candidate.precision)
+    n = len(next(iter(x.values()))) if isinstance(x, Mapping) else len(x[0]) if isinstance(x, list) else len(x)
+    parity.update({"against": source.path.name, "data": data, "samples": int(n)})
+    return parity
 
 
 def verify_against_source(artifact: Artifact, source: Artifact, dataset: str | None = None) -> dict[str, Any]:
-    """Run artifact and source on the same real inputs, record the parity in the manifest, fail if it breaks."""
-    x, data = _verification_inputs(artifact, source, dataset)
-    reference = predict_with_default_backend(source, x)
-    candidate = predict_with_default_backend(artifact, x)
-    parity = compare(reference, candidate, quantized=artifact.precision != "fp32")
-    parity.update({"against": source.path.name, "data": data, "samples": int(len(x))})
-    if artifact.manifest is not None:
-        artifact.manifest.metrics["parity"] = parity
-        artifact.write_manifest()
+    """Check an existing artifact against its source; raise CheckFailedError when the answers differ."""
+    parity = check_parity(artifact, source, dataset)
     if not parity["passed"]:
-        raise CheckFailedError(
-            f"'{artifact.path.name}' does not match its source '{source.path.name}' on {data}: "
-            f"top-1 agreement {parity['top1_agreement']:.3f}, max |diff| {parity['max_abs_diff']:.3g} "
-            f"(needs {parity['rule']})",
-            "The file is kept with parity.passed=false in its manifest; inspect it before shipping")
+        raise CheckFailedError(f"'{artifact.path.name}' does not match its source '{source.path.name}' on "
+                               f"{parity['data']}: {_parity_text(parity)} (needs {parity['rule']})")
     return parity

@@ -17,18 +17,9 @@ import pluggy
 
 from . import hookspecs
 from .errors import first_line
-from .registry import Registries
+from .registry import KINDS, Registries, register_into
 
 ENTRY_POINT_GROUP = "toolkit.plugins"
-REGISTER_HOOKS = {
-    "register_models": "models",
-    "register_datasets": "datasets",
-    "register_converters": "converters",
-    "register_quantizers": "quantizers",
-    "register_backends": "backends",
-    "register_targets": "targets",
-    "register_commands": "commands",
-}
 
 
 @dataclass
@@ -36,9 +27,10 @@ class PluginRecord:
     name: str
     version: str | None = None
     module: str | None = None
-    status: str = "ok"  # ok | failed | blocked
+    status: str = "ok"  # ok | failed | blocked | duplicate
     error: str | None = None
     registers: dict[str, list[str]] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)  # names taken back when a later hook failed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +57,12 @@ def _env_list(var: str) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _own_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def make_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("toolkit")
     pm.add_hookspecs(hookspecs)
@@ -78,6 +76,9 @@ def _error_text(exc: BaseException) -> str:
 
 def _register_one(pm: pluggy.PluginManager, plugin: object, record: PluginRecord) -> None:
     """Register and validate one plugin; on failure leave it unregistered and mark the record."""
+    if pm.is_registered(plugin):  # e.g. a test registering an installed plugin's module again
+        record.status, record.error = "duplicate", f"already loaded as {pm.get_name(plugin)}"
+        return
     try:
         pm.register(plugin, name=record.name)
         pm.check_pending()
@@ -94,6 +95,13 @@ def load_plugins(extra_plugins: list[tuple[str, object]] | None = None) -> Loade
     deny = set(_env_list("TOOLKIT_BLOCK_PLUGINS") or [])
     records: list[PluginRecord] = []
 
+    # The core's own items (the local runner) come through the same hooks, whatever the allow and deny lists say.
+    from .benchmark import local
+
+    core = PluginRecord("core", version=_own_version(), module=local.__name__)
+    records.append(core)
+    _register_one(pm, local, core)
+
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if allow is not None and ep.name not in allow:
             continue
@@ -101,7 +109,7 @@ def load_plugins(extra_plugins: list[tuple[str, object]] | None = None) -> Loade
         records.append(record)
         if ep.name in deny:
             pm.set_blocked(ep.name)
-            record.status = "blocked"
+            record.status, record.error = "blocked", "listed in TOOLKIT_BLOCK_PLUGINS"
             continue
         try:
             plugin = ep.load()
@@ -120,35 +128,40 @@ def load_plugins(extra_plugins: list[tuple[str, object]] | None = None) -> Loade
             record.status, record.error = "failed", _error_text(exc)
 
     for name, plugin in extra_plugins or []:
-        record = PluginRecord(name, module=type(plugin).__module__)
+        record = PluginRecord(name, module=getattr(plugin, "__name__", type(plugin).__module__))
         records.append(record)
         _register_one(pm, plugin, record)
 
     registries = Registries()
     by_name = {r.name: r for r in records}
-    for hook_name, kind in REGISTER_HOOKS.items():
-        registry = registries.kinds()[kind]
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+    for kind in KINDS:
+        registry = registries.kinds()[kind.name]
+        for impl in getattr(pm.hook, kind.hook).get_hookimpls():
             record = by_name.get(impl.plugin_name)
             if record is None or record.status != "ok":
                 continue
             added: list[str] = []
-
-            def register(item: Any, _registry=registry, _owner=impl.plugin_name, _added=added) -> None:
-                _registry.add(item, owner=_owner)
-                _added.append(_registry.name_of(item))
-
             try:
-                impl.function(register=register)
+                impl.function(register=register_into(registry, impl.plugin_name, added))
             except Exception as exc:
-                record.status, record.error = "failed", f"{hook_name}: {_error_text(exc)}"
+                record.status, record.error = "failed", f"{kind.hook}: {_error_text(exc)}"
                 # A half-registered plugin is worse than none: take back what its earlier hooks added too.
-                for reg in registries.kinds().values():
-                    reg.remove_owned_by(impl.plugin_name)
+                taken_back = [n for reg in registries.kinds().values() for n in reg.remove_owned_by(impl.plugin_name)]
                 record.registers = {}
+                record.lost = sorted(set(taken_back) | set(added))
                 continue
             if added:
-                record.registers.setdefault(kind, []).extend(added)
+                record.registers.setdefault(kind.name, []).extend(added)
+
+    # A name that a failed or blocked plugin would have provided is reported as such, not as "unknown".
+    for record in records:
+        if record.status in ("failed", "blocked"):
+            why = f"plugin {record.name} {'is blocked' if record.status == 'blocked' else 'failed to load'}"
+            why += f" ({record.error})" if record.error and record.status == "failed" else ""
+            for registry in registries.kinds().values():
+                for name in [record.name, *record.lost]:
+                    if name not in registry:
+                        registry.unavailable.setdefault(name, why)
     return LoadedPlugins(pm, registries, records)
 
 

@@ -1,5 +1,5 @@
-"""The main job: train the CNN offline, make fp32 and int8 TFLite and ONNX artifacts, check each against its
-source, evaluate and benchmark each on every backend that can run it, and write results.json and report.md."""
+"""The main job: train the CNN offline, make fp32 and int8 artifacts in every format the installed converters make
+(TFLite and ONNX with the built-in plugins), check each against its source, evaluate and benchmark each on every backend that can run it, and write results.json and report.md."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import atomic, operations, plugins
+from . import __version__, atomic, operations, plugins
 from .artifact import Artifact
-from .benchmark.environment import environment
-from .benchmark.measure import BenchRequest
+from .benchmark.protocol import environment
 from .benchmark.runner import capable_backends, run_pair
 from .errors import DataUnavailableError
+from .records import BenchRecord, BenchRequest, Record
+from .cli.render import md_escape
 from .units import fmt_us, human_size
 
 MODEL = "cnn"  # the main job is the CNN's; its plugin says which datasets suit it
@@ -26,7 +27,7 @@ class QuickstartResult:
     notes: list[str]
     training: dict[str, Any]
     artifacts: list[Artifact]
-    records: list[dict[str, Any]]
+    records: list[Record]
     summary: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -38,13 +39,13 @@ def choose_dataset(requested: str | None) -> tuple[str, list[str]]:
         regs.datasets.get(requested)
         return requested, []
     family = regs.models.get(MODEL)
-    ok, why = regs.datasets.get(family.default_dataset).available()
-    if ok:
+    av = regs.datasets.get(family.default_dataset).available()
+    if av.ok:
         return family.default_dataset, []
     for name in family.fallback_datasets:
-        if name in regs.datasets and regs.datasets.get(name).available()[0]:
-            return name, [f"{family.default_dataset} is not available ({why}); using {name} instead"]
-    raise DataUnavailableError(f"dataset {family.default_dataset} is not available: {why}")
+        if name in regs.datasets and regs.datasets.get(name).available().ok:
+            return name, [f"{family.default_dataset} is not available ({av.reason}); using {name} instead"]
+    raise DataUnavailableError(f"dataset {family.default_dataset} is not available: {av.reason}")
 
 
 # A quantized artifact may lose at most this much top-1 accuracy against the fp32 one, on the same backend.
@@ -52,51 +53,67 @@ MAX_ACCURACY_DROP = 0.01
 SUMMARY_COLUMNS = ("artifact", "backend", "size", "accuracy", "p50", "p90", "speed-up vs fp32")
 
 
-def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarise(records: list[Record]) -> list[dict[str, Any]]:
     """One row per (artifact, backend), with the speed-up and accuracy change against the fp32 artifact of the
     same format on the same backend."""
-    ok = [r for r in records if r.get("status") == "ok"]
-    fp32 = {(r["format"], r["backend"]): r for r in ok if r["precision"] == "fp32"}
+    ok = [r for r in records if isinstance(r, BenchRecord)]
+    fp32 = {(r.format, r.backend): r for r in ok if r.precision == "fp32"}
     rows = []
     for r in ok:
-        base = fp32.get((r["format"], r["backend"]))
-        acc, base_acc = r.get("accuracy") or {}, (base or {}).get("accuracy") or {}
+        base = fp32.get((r.format, r.backend))
+        acc, base_acc = r.evaluation or {}, (base.evaluation if base else None) or {}
         same_samples = acc.get("samples") is not None and acc.get("samples") == base_acc.get("samples")
         rows.append({
-            "artifact": Path(r["model"]).name,
-            "backend": r["backend"],
-            "format": r["format"],
-            "precision": r["precision"],
-            "size_bytes": r["size_bytes"],
-            "accuracy": (r.get("accuracy") or {}).get("top1"),
-            "accuracy_samples": (r.get("accuracy") or {}).get("samples"),
-            "p50_us": r["latency_us"]["p50"],
-            "p90_us": r["latency_us"]["p90"],
-            "speedup_vs_fp32": round(base["latency_us"]["p50"] / r["latency_us"]["p50"], 2) if base else None,
+            "artifact": Path(r.model).name,
+            "backend": r.backend,
+            "format": r.format,
+            "precision": r.precision,
+            "size_bytes": r.size_bytes,
+            "accuracy": acc.get("top1"),
+            "accuracy_samples": acc.get("samples"),
+            "p50_us": r.latency_us["p50"],
+            "p90_us": r.latency_us["p90"],
+            "speedup_vs_fp32": round(base.latency_us["p50"] / r.latency_us["p50"], 2) if base else None,
             "accuracy_drop_vs_fp32": (round(base_acc["top1"] - acc["top1"], 5)
                                       if same_samples and acc.get("top1") is not None else None),
-            "unstable": r["unstable"],
+            "unstable": r.unstable,
         })
     return rows
 
 
 def summary_cells(row: dict[str, Any]) -> list[str]:
-    """A summary row as the text of SUMMARY_COLUMNS, for the terminal table and report.md alike."""
+    """A summary row as the text of SUMMARY_COLUMNS, for the terminal table and report.md alike; '~' marks
+    unstable timings, as in `toolkit bench`."""
     acc = f"{row['accuracy'] * 100:.2f}%" if row["accuracy"] is not None else ""
     speed = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else ""
-    return [row["artifact"], row["backend"], human_size(row["size_bytes"]), acc, fmt_us(row["p50_us"]),
-            fmt_us(row["p90_us"]), speed]
+    return [row["artifact"], row["backend"], human_size(row["size_bytes"]), acc,
+            fmt_us(row["p50_us"]) + (" ~" if row["unstable"] else ""), fmt_us(row["p90_us"]), speed]
 
 
 def failed_checks(result: "QuickstartResult") -> list[str]:
     """What makes the main job fail: a pair that did not run, or a quantized artifact that lost accuracy."""
-    problems = [r["error"] for r in result.records if r.get("status") != "ok"]
+    problems = [r.error for r in result.records if not isinstance(r, BenchRecord)]
     for row in result.summary:
         drop = row["accuracy_drop_vs_fp32"]
         if drop is not None and drop > MAX_ACCURACY_DROP:
             problems.append(f"{row['artifact']} on {row['backend']} is {drop * 100:.2f} points less accurate than "
                             f"fp32 (at most {MAX_ACCURACY_DROP * 100:.0f} allowed)")
     return problems
+
+
+def deployment_formats(source_format: str) -> list[str]:
+    """Every format an installed converter makes from the trained model's format (tflite and onnx built in)."""
+    return sorted({c.target_format for c in plugins.registries().converters if c.source_format == source_format})
+
+
+def int8_source_for(trained: Artifact, converted: Artifact) -> Artifact | None:
+    """What to quantize for an int8 file of `converted`'s format: the trained model when a quantizer goes
+    straight there (TFLite's converter quantizes Keras models), else the converted fp32 file (ONNX QDQ)."""
+    for source in (trained, converted):
+        if any(source.format in q.source_formats and q.target_format == converted.format and "int8" in q.schemes
+               for q in plugins.registries().quantizers):
+            return source
+    return None
 
 
 def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | None = None, limit: int | None = None,
@@ -109,23 +126,25 @@ def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | N
     epochs = epochs or plugins.registries().datasets.get(dataset).suggested_epochs
 
     step(f"training {MODEL} on {dataset}")
-    keras_artifact, training = operations.train(MODEL, dataset, epochs, output_dir, on_start=on_start,
+    trained, training = operations.train(MODEL, dataset, epochs, output_dir, on_start=on_start,
                                                 on_batch=on_batch, limit=limit, seed=seed)
-    keras_path = keras_artifact.path
-    step("converting to TFLite fp32")
-    tflite = operations.convert(keras_path, "tflite")
-    step("quantizing to TFLite int8")
-    tflite_int8 = operations.quantize(keras_path, "int8", dataset, to="tflite", seed=seed)
-    step("converting to ONNX fp32")
-    onnx = operations.convert(keras_path, "onnx")
-    step("quantizing to ONNX int8 (QDQ)")
-    onnx_int8 = operations.quantize(onnx.path, "int8", dataset, seed=seed)
-    artifacts = [tflite, tflite_int8, onnx, onnx_int8]
+    artifacts: list[Artifact] = []
+    for target in deployment_formats(trained.format):
+        step(f"converting to {target} fp32")
+        converted = operations.convert(trained.path, target)
+        artifacts.append(converted)
+        int8_source = int8_source_for(trained, converted)
+        if int8_source is None:
+            notes.append(f"no installed quantizer makes int8 {target} files; only fp32 {target} was made")
+            continue
+        step(f"quantizing to {target} int8")
+        artifacts.append(operations.quantize(int8_source.path, "int8", dataset, to=target, seed=seed))
 
-    pairs = [(a, backend) for a in artifacts for backend in capable_backends(a)]
+    pairs = [(a, backend) for a in artifacts for backend in capable_backends(a)[0]]
     records = []
     for i, (artifact, backend) in enumerate(pairs):
-        step(f"benchmarking {artifact.path.name} on {backend}", **({"total": 5 + len(pairs)} if i == 0 else {}))
+        step(f"benchmarking {artifact.path.name} on {backend}",
+             **({"total": 1 + len(artifacts) + len(pairs)} if i == 0 else {}))
         records.append(run_pair(BenchRequest(model=str(artifact.path), backend=backend, runs=runs, warmup=20,
                                              max_seconds=max_seconds, dataset=dataset, batch=1,
                                              eval_seconds=eval_seconds, seed=seed)))
@@ -143,14 +162,14 @@ def write_results(result: QuickstartResult) -> None:
         "training": result.training,
         "artifacts": [a.manifest.to_dict() for a in result.artifacts if a.manifest],
         "summary": result.summary,
-        "results": result.records,
-        "environment": environment(),
+        "results": [r.to_dict() for r in result.records],
+        "environment": environment(None, __version__),
     })
     atomic.write_text(result.output_dir / "report.md", report_markdown(result))
 
 
 def report_markdown(result: QuickstartResult) -> str:
-    env = environment()
+    env = environment(None, __version__)
     t = result.training
     lines = [
         "# edge toolkit quickstart report",
@@ -165,19 +184,22 @@ def report_markdown(result: QuickstartResult) -> str:
         "| " + " | ".join(SUMMARY_COLUMNS) + " |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    lines += ["| " + " | ".join(summary_cells(row)) + " |" for row in result.summary]
+    lines += ["| " + " | ".join(md_escape(c) for c in summary_cells(row)) + " |" for row in result.summary]
     lines += ["", "## Checks against the source", ""]
     for a in result.artifacts:
         p = a.manifest.metrics.get("parity", {}) if a.manifest else {}
         if p:
-            lines.append(f"- `{a.path.name}` vs `{p['against']}` on {p['data']}: top-1 agreement "
-                         f"{p['top1_agreement'] * 100:.2f}%, max |diff| {p['max_abs_diff']:.3g} "
-                         f"({'passed' if p['passed'] else 'FAILED'}: {p['rule']})")
+            agreement = (f"top-1 agreement {p['top1_agreement'] * 100:.2f}%, "
+                         if p.get("top1_agreement") is not None else "")
+            lines.append(f"- `{a.path.name}` vs `{p['against']}` on {p['data']}: {agreement}max |diff| "
+                         f"{p['max_abs_diff']:.3g} ({'passed' if p['passed'] else 'FAILED'}: {p['rule']})")
     problems = failed_checks(result)
     if problems or result.notes:
         lines += ["", "## Notes", ""]
         lines += [f"- {n}" for n in result.notes]
         lines += [f"- FAILED: {p}" for p in problems]
+    if any(row["unstable"] for row in result.summary):
+        lines += ["", "~ marks unstable timings (p90 > 1.3 x p50 or fewer than 10 runs)."]
     lines += ["", "Accuracy is top-1 on the held-out split (samples counted in results.json); latency is batch 1, "
               "timed around the runtime's own call after warm-up. results.json holds every record.", ""]
     return "\n".join(lines)

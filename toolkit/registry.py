@@ -1,44 +1,102 @@
-"""Typed registries: what plugins register, by name, with the plugin that registered each entry."""
+"""Typed registries: what plugins register, by name, with the plugin that registered each entry.
+
+KINDS is the one table of what a plugin can register: the hook, the interface an item must implement, and the
+registry it lands in. Adding a kind is one line here plus its hookspec.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+import click
+
 from .errors import UnknownNameError, UsageError
+from .interfaces import Backend, Converter, Dataset, Model, ModelFormat, Quantizer, Runner, Target
 
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
-    """Name -> item, for one kind of thing ("backend", "dataset", ...)."""
+@dataclass(frozen=True)
+class Kind:
+    """One kind of registrable item."""
 
-    def __init__(self, kind: str, name_of: Callable[[T], str] = lambda item: item.name):
+    name: str  # the registry's name, plural: "backends"
+    singular: str  # for messages: "backend"
+    hook: str  # the pluggy hook that registers it
+    interface: type
+    required: tuple[str, ...] = ("name",)  # attributes an item must have, not None or empty
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("formats", "format", "register_formats", ModelFormat, ("name", "suffixes")),
+    Kind("models", "model", "register_models", Model, ("name", "format")),
+    Kind("datasets", "dataset", "register_datasets", Dataset, ("name", "task")),
+    Kind("converters", "converter", "register_converters", Converter, ("name", "source_format", "target_format")),
+    Kind("quantizers", "quantizer", "register_quantizers", Quantizer, ("name", "source_formats", "target_format",
+                                                                       "schemes")),
+    Kind("backends", "backend", "register_backends", Backend, ("name", "formats")),
+    Kind("targets", "target", "register_targets", Target),
+    Kind("runners", "runner", "register_runners", Runner),
+    Kind("commands", "command", "register_commands", click.Command),
+)
+KINDS_BY_HOOK = {k.hook: k for k in KINDS}
+
+
+def check_item(kind: Kind, item: Any) -> None:
+    """Raise TypeError naming the hook and what it got, for an item that is not a `kind`."""
+    if isinstance(item, type):
+        raise TypeError(f"{kind.hook} got the class {item.__name__}, not an instance: call register({item.__name__}())")
+    if not isinstance(item, kind.interface):
+        raise TypeError(f"{kind.hook} got {_describe(item)}, not a {kind.interface.__module__}."
+                        f"{kind.interface.__qualname__}")
+    for attr in kind.required:
+        value = getattr(item, attr, None)
+        if value is None or (isinstance(value, (str, tuple, list, set, frozenset)) and len(value) == 0):
+            raise TypeError(f"{kind.hook} got a {type(item).__name__} without `{attr}`")
+    name = getattr(item, "name")
+    if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
+        raise TypeError(f"{kind.hook} got a {type(item).__name__} whose name {name!r} is not a word")
+
+
+def _describe(item: Any) -> str:
+    text = repr(item)
+    return f"a {type(item).__name__} ({text[:60]}{'...' if len(text) > 60 else ''})"
+
+
+class Registry(Generic[T]):
+    """Name -> item, for one kind of thing."""
+
+    def __init__(self, kind: Kind):
         self.kind = kind
-        self._name_of = name_of
         self._items: dict[str, T] = {}
         self._owners: dict[str, str] = {}
+        # Names a failed or blocked plugin would have registered: "plugin X failed to load", not "unknown".
+        self.unavailable: dict[str, str] = {}
 
     def add(self, item: T, owner: str = "?") -> None:
-        name = self._name_of(item)
+        check_item(self.kind, item)
+        name = item.name  # type: ignore[attr-defined]
         if name in self._items:
-            raise UsageError(f"{self.kind} '{name}' is registered twice (by {self._owners[name]} and {owner})",
+            raise UsageError(f"{self.kind.singular} '{name}' is registered twice (by {self._owners[name]} and {owner})",
                              "Uninstall or block one of the two plugins")
         self._items[name] = item
         self._owners[name] = owner
 
-    def name_of(self, item: T) -> str:
-        return self._name_of(item)
-
-    def remove_owned_by(self, owner: str) -> None:
-        for name in [n for n, o in self._owners.items() if o == owner]:
+    def remove_owned_by(self, owner: str) -> list[str]:
+        names = [n for n, o in self._owners.items() if o == owner]
+        for name in names:
             del self._items[name], self._owners[name]
+        return names
 
     def get(self, name: str) -> T:
         try:
             return self._items[name]
         except KeyError:
-            raise UnknownNameError(self.kind, name, self._items) from None
+            if name in self.unavailable:
+                raise UsageError(f"{self.kind.singular} '{name}' is not loaded: {self.unavailable[name]}",
+                                 "See `toolkit plugins` for why") from None
+            raise UnknownNameError(self.kind.singular, name, self._items) from None
 
     def owner(self, name: str) -> str:
         return self._owners[name]
@@ -56,25 +114,35 @@ class Registry(Generic[T]):
         return len(self._items)
 
 
-@dataclass
 class Registries:
-    """Everything the loaded plugins registered."""
+    """Everything the loaded plugins registered: one typed Registry per kind, as attributes (`.backends`)."""
 
-    models: Registry[Any] = field(default_factory=lambda: Registry("model"))
-    datasets: Registry[Any] = field(default_factory=lambda: Registry("dataset"))
-    converters: Registry[Any] = field(default_factory=lambda: Registry("converter"))
-    quantizers: Registry[Any] = field(default_factory=lambda: Registry("quantizer"))
-    backends: Registry[Any] = field(default_factory=lambda: Registry("backend"))
-    targets: Registry[Any] = field(default_factory=lambda: Registry("target"))
-    commands: Registry[Any] = field(default_factory=lambda: Registry("command"))
+    formats: Registry[ModelFormat]
+    models: Registry[Model]
+    datasets: Registry[Dataset]
+    converters: Registry[Converter]
+    quantizers: Registry[Quantizer]
+    backends: Registry[Backend]
+    targets: Registry[Target]
+    runners: Registry[Runner]
+    commands: Registry[click.Command]
+
+    def __init__(self) -> None:
+        for kind in KINDS:
+            setattr(self, kind.name, Registry(kind))
 
     def kinds(self) -> dict[str, Registry[Any]]:
-        return {
-            "models": self.models,
-            "datasets": self.datasets,
-            "converters": self.converters,
-            "quantizers": self.quantizers,
-            "backends": self.backends,
-            "targets": self.targets,
-            "commands": self.commands,
-        }
+        return {kind.name: getattr(self, kind.name) for kind in KINDS}
+
+    def by_hook(self, hook: str) -> Registry[Any]:
+        return getattr(self, KINDS_BY_HOOK[hook].name)
+
+
+def register_into(registry: Registry[Any], owner: str, added: list[str]) -> Callable[[Any], None]:
+    """The `register` callable a hook receives: adds to `registry` in the name of `owner`."""
+
+    def register(item: Any) -> None:
+        registry.add(item, owner=owner)
+        added.append(item.name)
+
+    return register

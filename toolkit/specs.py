@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -84,36 +83,3 @@ def specs_to_dicts(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
 
 def specs_from_dicts(items: Sequence[dict[str, Any]]) -> list[TensorSpec]:
     return [TensorSpec.from_dict(d) for d in items]
-
-
-def spec_from_tflite_detail(detail: dict[str, Any]) -> TensorSpec:
-    """A TensorSpec from a TFLite interpreter's get_input_details()/get_output_details() entry."""
-    signature = detail.get("shape_signature", detail["shape"])
-    shape = tuple(None if int(d) < 0 else int(d) for d in signature)
-    qp = detail.get("quantization_parameters") or {}
-    scales, zeros = qp.get("scales", np.array([])), qp.get("zero_points", np.array([]))
-    quant = None
-    if len(scales):
-        quant = Quantization(tuple(float(s) for s in scales), tuple(int(z) for z in zeros),
-                             int(qp.get("quantized_dimension", 0)) if len(scales) > 1 else None)
-    return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name, quant)
-
-
-def specs_from_onnx(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Input and output specs of an ONNX model, given as a path or a loaded ModelProto (graph inputs that are
-    not initializers)."""
-    import onnx  # imported here: the core's start-up stays free of format libraries
-
-    if isinstance(model, (str, os.PathLike)):
-        model = onnx.load(model, load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
-
-    def spec(vi: Any) -> TensorSpec:
-        tt = vi.type.tensor_type
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
-        dims = tt.shape.dim
-        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
-        names = tuple(d.dim_param if d.HasField("dim_param") else None for d in dims)
-        return TensorSpec(vi.name, shape, dtype, None, names if any(names) else ())
-
-    return ([spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 
 def human_size(n: float | None) -> str:
+    """Binary units, named as such: 1024 bytes is 1.0 KiB."""
     if n is None:
         return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)

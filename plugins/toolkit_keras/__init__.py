@@ -3,7 +3,7 @@
 Registering imports no TensorFlow: the classes import it when they do their work.
 """
 
-from toolkit.hookspecs import hookimpl
+from toolkit.api import hookimpl
 
 from .backend import KerasBackend
 from .convert import KerasTFLiteInt8, KerasToONNX, KerasToTFLite

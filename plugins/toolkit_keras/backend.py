@@ -7,23 +7,26 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.artifact import Artifact, library_versions
-from toolkit.interfaces import Availability, Backend, BackendOptions, Session
-from toolkit.specs import TensorSpec
+from toolkit.api import Artifact, Availability, Backend, BackendOptions, Session, TensorSpec, library_versions
 
 from .train import KERAS_LIBS
 
 
 class KerasSession(Session):
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, artifact: Artifact):
         self.model = model
-        shape = tuple(model.inputs[0].shape)
-        self.input_specs = [TensorSpec(model.inputs[0].name, shape, "float32")]
-        self.output_specs = [TensorSpec("logits", tuple(model.outputs[0].shape), "float32")]
+        self.input_specs = [TensorSpec(t.name, tuple(t.shape), "float32") for t in model.inputs]
+        # Keras names outputs after layers; the manifest's names (e.g. logits) are the ones users see.
+        declared = artifact.manifest.outputs if artifact.manifest else []
+        names = [s.name for s in declared] if len(declared) == len(model.outputs) else \
+            [t.name for t in model.outputs]
+        self.output_specs = [TensorSpec(n, tuple(t.shape), "float32") for n, t in zip(names, model.outputs)]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = inputs[self.input_specs[0].name]
-        return {"logits": np.asarray(self.model(x, training=False))}
+        args = [inputs[s.name] for s in self.input_specs]
+        result = self.model(args[0] if len(args) == 1 else args, training=False)
+        results = result if isinstance(result, (list, tuple)) else [result]
+        return {s.name: np.asarray(r, dtype=np.float32) for s, r in zip(self.output_specs, results)}
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": "keras"}
@@ -51,4 +54,4 @@ class KerasBackend(Backend):
             tf.config.threading.set_intra_op_parallelism_threads(options.threads)
         from .convert import load_keras
 
-        return KerasSession(load_keras(artifact.path))
+        return KerasSession(load_keras(artifact.path), artifact)

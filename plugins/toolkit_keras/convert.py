@@ -13,12 +13,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from toolkit import atomic
-from toolkit.artifact import Artifact, Manifest, derive_manifest, library_versions
-from toolkit.calibration import calibration_record, checked_calibration
-from toolkit.errors import CheckFailedError, ConversionError, UsageError, first_line
-from toolkit.interfaces import ConversionOptions, Converter, Quantizer
-from toolkit.specs import TensorSpec, spec_from_tflite_detail, specs_from_onnx
+from toolkit.api import (Artifact, CheckFailedError, ConversionError, ConversionOptions, ConversionResult, Converter,
+                         PluginOption, Quantizer, TensorSpec, UsageError, calibration_record, checked_calibration,
+                         first_line, library_versions)
 
 from .train import KERAS_LIBS
 
@@ -40,23 +37,14 @@ def export_saved_model(model: Any, folder: Path) -> None:
     model.export(str(folder), format="tf_saved_model", verbose=False)
 
 
-def _derived_manifest(source: Artifact, path: Path, fmt: str, precision: str, inputs, outputs,
-                      step: str, options: ConversionOptions, extra_libs: tuple[str, ...] = ()) -> Manifest:
-    return derive_manifest(source, path, format=fmt, precision=precision, inputs=inputs, outputs=outputs,
-                           producer={"plugin": "keras", "step": step},
-                           versions=library_versions(*KERAS_LIBS, *extra_libs), seed=options.seed)
-
-
-def _tflite_specs(data: bytes) -> tuple[list, list, list[str]]:
+def _tflite_ops(data: bytes) -> list[str]:
     import tensorflow as tf
 
     interp = tf.lite.Interpreter(model_content=data)
-    ops = sorted({op["op_name"] for op in interp._get_ops_details()})
-    return ([spec_from_tflite_detail(d) for d in interp.get_input_details()],
-            [spec_from_tflite_detail(d) for d in interp.get_output_details()], ops)
+    return sorted({op["op_name"] for op in interp._get_ops_details()})
 
 
-def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8: bool) -> Artifact:
+def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8: bool) -> ConversionResult:
     import tensorflow as tf
 
     model = load_keras(source.path)
@@ -85,23 +73,17 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8:
             lines = str(e).strip().splitlines() or [type(e).__name__]
             raise ConversionError(f"the TFLite converter failed: {lines[-1]}",
                                   "Check that every layer has a TFLite builtin op; --traceback shows its log") from e
-    inputs, outputs, ops = _tflite_specs(data)
-    flex = [op for op in ops if op.startswith("Flex")]
+    flex = [op for op in _tflite_ops(data) if op.startswith("Flex")]
     if flex:
         raise CheckFailedError(f"the converted model needs TensorFlow Flex ops ({', '.join(flex)}) that no "
                                "TFLite runtime here can run", "Change the model (e.g. unroll=True for an LSTM)")
-    atomic.write_bytes(output, data)
-    precision = "int8" if int8 else "fp32"
-    manifest = _derived_manifest(source, output, "tflite", precision, inputs, outputs,
-                                 "tflite-int8" if int8 else "tflite", options)
-    manifest.extra["ops"] = ops
+    output.write_bytes(data)  # a working path: the core checks it before it gets its final name
+    quantization = None
     if int8:
-        manifest.quantization = calibration_record(options, "TFLite full-integer post-training quantization",
-                                                   io="int8", activations="int8 per-tensor",
-                                                   weights="int8 per-channel")
-    artifact = Artifact(output, manifest)
-    artifact.write_manifest()
-    return artifact
+        quantization = calibration_record(options, "TFLite full-integer post-training quantization", io="int8",
+                                          activations="int8 per-tensor", weights="int8 per-channel")
+    return ConversionResult(precision="int8" if int8 else "fp32", quantization=quantization,
+                            versions=library_versions(*KERAS_LIBS))
 
 
 class KerasToTFLite(Converter):
@@ -110,7 +92,7 @@ class KerasToTFLite(Converter):
     target_format = "tflite"
     precisions = ("fp32",)
 
-    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> Artifact:
+    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> ConversionResult:
         return _to_tflite(source, output, options, int8=False)
 
 
@@ -120,7 +102,7 @@ class KerasTFLiteInt8(Quantizer):
     target_format = "tflite"
     schemes = ("int8",)
 
-    def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> Artifact:
+    def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
         return _to_tflite(source, output, options, int8=True)
 
 
@@ -129,8 +111,9 @@ class KerasToONNX(Converter):
     source_format = "keras"
     target_format = "onnx"
     precisions = ("fp32",)
+    options = (PluginOption("opset", int, ONNX_OPSET, "ONNX opset the graph is written in"),)
 
-    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> Artifact:
+    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> ConversionResult:
         model = load_keras(source.path)
         with tempfile.TemporaryDirectory() as tmp:
             saved = Path(tmp) / "saved_model"
@@ -138,8 +121,9 @@ class KerasToONNX(Converter):
             out_tmp = Path(tmp) / "model.onnx"
             # tf2onnx's from_keras fails on Sequential models under Keras 3; its SavedModel path works.
             proc = subprocess.run(
-                [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved), "--output", str(out_tmp),
+                [sys.executable, "-P", "-m", "tf2onnx.convert", "--saved-model", str(saved), "--output", str(out_tmp),
                  "--opset", str(options.extra.get("opset", ONNX_OPSET))],
+                # Safe-path mode: a tf2onnx.py or tensorflow/ in the user's folder is never imported.
                 capture_output=True, text=True)
             if proc.returncode != 0 or not out_tmp.exists():
                 lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
@@ -147,11 +131,5 @@ class KerasToONNX(Converter):
                 raise ConversionError(f"tf2onnx failed: {lines[-1] if lines else proc.returncode}",
                                       "Run with --traceback for the converter's log") \
                     from RuntimeError("tf2onnx output:\n" + proc.stderr[-8000:])
-            atomic.write_bytes(output, out_tmp.read_bytes())
-        inputs, outputs = specs_from_onnx(str(output))
-        manifest = _derived_manifest(source, output, "onnx", "fp32", inputs, outputs, "onnx", options,
-                                     extra_libs=("tf2onnx", "onnx"))
-        manifest.extra["opset"] = options.extra.get("opset", ONNX_OPSET)
-        artifact = Artifact(output, manifest)
-        artifact.write_manifest()
-        return artifact
+            output.write_bytes(out_tmp.read_bytes())
+        return ConversionResult(precision="fp32", versions=library_versions(*KERAS_LIBS, "tf2onnx", "onnx"))

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import DataUnavailableError, UsageError
-from toolkit.interfaces import Dataset
+from toolkit.api import Availability, DataUnavailableError, Dataset, UsageError
 
 OFFLINE_ALTERNATIVES = ("fashion-mnist (Debian package dataset-fashion-mnist: apt-get install dataset-fashion-mnist) "
                         "or digits (ships with scikit-learn)")
@@ -49,11 +48,11 @@ class FashionMNIST(Dataset):
                 return Path(c)
         return None
 
-    def available(self) -> tuple[bool, str | None]:
+    def available(self) -> Availability:
         if self._folder() is not None:
-            return True, None
-        return False, ("its IDX files are not on this machine: apt-get install dataset-fashion-mnist, "
-                       "or set TOOLKIT_FASHION_MNIST_DIR to a folder holding them")
+            return Availability(True)
+        return Availability(False, "its IDX files are not on this machine: apt-get install dataset-fashion-mnist, "
+                                   "or set TOOLKIT_FASHION_MNIST_DIR to a folder holding them")
 
     @lru_cache(maxsize=2)
     def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,10 +71,10 @@ class Digits(Dataset):
     num_classes = 10
     suggested_epochs = 12  # 1,437 training images: two epochs leave the CNN at about 77%
 
-    def available(self) -> tuple[bool, str | None]:
+    def available(self) -> Availability:
         if importlib.util.find_spec("sklearn") is None:
-            return False, "scikit-learn is not installed: pip install 'edge-toolkit[keras]'"
-        return True, None
+            return Availability(False, "scikit-learn is not installed", "keras")
+        return Availability(True)
 
     @lru_cache(maxsize=2)
     def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +98,11 @@ class Cifar10(Dataset):
     needs_network = True
     suggested_epochs = 10
 
-    def available(self) -> tuple[bool, str | None]:
+    def available(self) -> Availability:
         cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "cifar-10-batches-py"
         if cached.exists():
-            return True, None
-        return True, "downloads about 170 MB on first use"
+            return Availability(True)
+        return Availability(True, "downloads about 170 MB on first use")
 
     @lru_cache(maxsize=2)
     def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:

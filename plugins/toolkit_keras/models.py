@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from toolkit.errors import UsageError
-from toolkit.interfaces import Model
+from toolkit.api import Model, TrainingResult, UsageError
 
 # Below this side the three valid 3x3 convolutions and two 2x2 pools leave nothing (17 -> 15 -> 7 -> 5 -> 2 -> 0).
 MIN_SIDE_FOR_VALID_PADDING = 18
@@ -16,11 +15,14 @@ class KerasModel(Model):
     """A family built with Keras and trained by this plugin's training loop."""
 
     framework = "keras"
+    format = "keras"
 
-    def train(self, dataset: str, epochs: int, output_dir: Path, **options: Any) -> tuple[Any, dict[str, Any]]:
+    def train(self, dataset: str, epochs: int, output: Path, **options: Any) -> TrainingResult:
+        from toolkit.api import registries
+
         from .train import train
 
-        return train(self.name, dataset, epochs, output_dir, **options)
+        return train(self, registries().datasets.get(dataset), epochs, output, **options)
 
 
 class CifarCNN(KerasModel):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from toolkit import atomic
-from toolkit.artifact import Artifact, Manifest, library_versions, sha256_file
+from toolkit.api import TensorSpec, TrainingResult, library_versions
 
 KERAS_LIBS = ("edge-toolkit", "tensorflow-cpu", "tensorflow", "keras", "numpy")
 
@@ -30,15 +28,11 @@ def _progress_callback(on_batch: Callable[[int, int, dict], None]) -> Any:
     return Progress()
 
 
-def train(model_name: str, dataset_name: str, epochs: int, output_dir: Path, *, batch_size: int = 64,
+def train(family: Any, dataset: Any, epochs: int, output: Path, *, batch_size: int = 64,
           limit: int | None = None, seed: int = 0, learning_rate: float = 1e-3,
           on_start: Callable[[int], None] | None = None,
-          on_batch: Callable[[int, int, dict], None] | None = None) -> tuple[Artifact, dict[str, Any]]:
-    """Train `model_name` on `dataset_name`; write DIR/MODEL.keras, its manifest and DIR/metrics.json."""
-    from toolkit import plugins
-
-    regs = plugins.registries()
-    family, dataset = regs.models.get(model_name), regs.datasets.get(dataset_name)
+          on_batch: Callable[[int, int, dict], None] | None = None) -> TrainingResult:
+    """Train `family` on `dataset` and save it to `output` (a .keras working path)."""
     dataset.require_available()
     x, y = dataset.load("train")
     xt, yt = dataset.load("test")
@@ -60,15 +54,10 @@ def train(model_name: str, dataset_name: str, epochs: int, output_dir: Path, *, 
     train_s = time.perf_counter() - t0
     test_loss, test_acc = model.evaluate(xt, yt, batch_size=256, verbose=0)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / f"{model_name}.keras"
-    with tempfile.TemporaryDirectory(dir=output_dir) as tmp:
-        tmp_path = Path(tmp) / path.name  # Keras needs the .keras suffix; rename keeps the write atomic
-        model.save(tmp_path)
-        atomic.move_into_place(tmp_path, path)
+    model.save(output)
 
     metrics = {
-        "dataset": dataset_name,
+        "dataset": dataset.name,
         "train_samples": int(len(x)),
         "test_samples": int(len(xt)),
         "epochs": epochs,
@@ -79,23 +68,9 @@ def train(model_name: str, dataset_name: str, epochs: int, output_dir: Path, *, 
         "test_loss": round(float(test_loss), 5),
         "accuracy": round(float(test_acc), 5),
     }
-    from toolkit.specs import TensorSpec
-
-    manifest = Manifest(
-        file=path.name,
-        format="keras",
-        precision="fp32",
-        sha256=sha256_file(path),
-        model=model_name,
+    return TrainingResult(
         inputs=[TensorSpec(model.inputs[0].name, (None, *x.shape[1:]), "float32")],
         outputs=[TensorSpec("logits", (None, dataset.num_classes), "float32")],
-        producer={"plugin": "keras", "step": "train"},
+        metrics=metrics,
         versions=library_versions(*KERAS_LIBS),
-        seed=seed,
-        metrics={"accuracy": metrics["accuracy"], "accuracy_dataset": dataset_name},
-        extra={"dataset": dataset_name, "num_classes": dataset.num_classes},
     )
-    artifact = Artifact(path, manifest)
-    artifact.write_manifest()
-    atomic.write_json(output_dir / "metrics.json", metrics)
-    return artifact, metrics

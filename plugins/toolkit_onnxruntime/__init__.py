@@ -1,6 +1,6 @@
 """Built-in plugin: the ONNX Runtime backend (CPU, CUDA, TensorRT providers) and its static QDQ int8 quantizer."""
 
-from toolkit.hookspecs import hookimpl
+from toolkit.api import hookimpl
 
 from .backend import OnnxRuntimeBackend
 from .quantize import OrtStaticQuantizer

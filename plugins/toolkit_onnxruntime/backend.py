@@ -9,10 +9,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.artifact import Artifact, library_versions
-from toolkit.errors import ModelFileError, UsageError, first_line
-from toolkit.interfaces import Availability, Backend, BackendOptions, Session
-from toolkit.specs import TensorSpec
+from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, PluginOption, Session,
+                         TensorSpec, UsageError, first_line, library_versions)
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -70,6 +68,11 @@ class OnnxRuntimeBackend(Backend):
     priority = 10
     providers = tuple(PROVIDERS)
     description = "ONNX models on ONNX Runtime (cpu, cuda, tensorrt providers)"
+    options = (
+        PluginOption("graph_optimization", str, "all", "ORT graph optimisation level",
+                     ("disabled", "basic", "extended", "all")),
+        PluginOption("inter_op_threads", int, None, "threads between independent nodes (default: ORT's)"),
+    )
 
     def available(self) -> Availability:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -88,6 +91,13 @@ class OnnxRuntimeBackend(Backend):
         so.log_severity_level = 3  # warnings about fallbacks are reported by describe(), not printed by ORT
         if options.threads:
             so.intra_op_num_threads = options.threads
+        if options.extra.get("inter_op_threads"):
+            so.inter_op_num_threads = int(options.extra["inter_op_threads"])
+        level = options.extra.get("graph_optimization") or "all"
+        so.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[level]
         try:
             session = ort.InferenceSession(str(artifact.path), sess_options=so, providers=wanted)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types

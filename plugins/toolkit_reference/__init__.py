@@ -1,6 +1,6 @@
 """Built-in plugin: a CPU reference backend in numpy that runs fp32 ONNX graphs (the CNN's operator set)."""
 
-from toolkit.hookspecs import hookimpl
+from toolkit.api import hookimpl
 
 from .backend import ReferenceBackend
 

@@ -1,6 +1,7 @@
 """The reference backend: runs an ONNX graph node by node with the numpy operators in ops.py.
 
-Slow but obvious: a second opinion on what a model computes, on any machine with numpy and onnx.
+Slow but obvious: a second opinion on what a model computes, on any machine with numpy and onnx. --threads
+limits the BLAS thread pool numpy's matrix products use (through threadpoolctl, when installed).
 """
 
 from __future__ import annotations
@@ -10,35 +11,57 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.artifact import Artifact, library_versions
-from toolkit.errors import ModelFileError
-from toolkit.interfaces import Availability, Backend, BackendOptions, Session
-from toolkit.specs import specs_from_onnx
+from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, Session, TensorSpec,
+                         library_versions, model_format)
 
 from .ops import OPS
 
 
-def _load_graph(path: str) -> Any:
+def _load_graph(path: str, external_data: bool) -> Any:
     import onnx
 
     try:
-        return onnx.load(path)
+        model = onnx.load(path, load_external_data=external_data)
     except Exception as e:  # DecodeError and friends
         raise ModelFileError(f"onnx cannot parse '{path}': {type(e).__name__}", "Check the file is a valid .onnx") from None
+    return model
+
+
+def _check_wiring(model: Any, inputs: list[TensorSpec]) -> None:
+    """Every node reads only values that exist before it runs: otherwise a malformed graph, said as such."""
+    known = {i.name for i in model.graph.initializer} | {s.name for s in inputs} | {""}
+    for index, node in enumerate(model.graph.node):
+        for name in node.input:
+            if name not in known:
+                raise ModelFileError(f"node {index} ({node.op_type} '{node.name}') reads '{name}', which no graph "
+                                     "input, initializer or earlier node provides",
+                                     "The graph is malformed or not topologically sorted: re-export the model")
+        known.update(node.output)
+    for out in model.graph.output:
+        if out.name not in known:
+            raise ModelFileError(f"graph output '{out.name}' is produced by no node", "Re-export the model")
 
 
 class ReferenceSession(Session):
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int | None):
         import onnx
         from onnx import numpy_helper
 
         graph = model.graph
-        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        self.nodes = [(n.op_type, list(n.input), list(n.output),
-                       {a.name: _attr(onnx.helper.get_attribute_value(a)) for a in n.attribute})
-                      for n in graph.node]
+        try:
+            self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+            self.nodes = [(n.op_type, list(n.input), list(n.output),
+                           {a.name: _attr(onnx.helper.get_attribute_value(a)) for a in n.attribute})
+                          for n in graph.node]
+        except Exception as e:  # a tensor whose bytes do not fit its shape, an unknown attribute type
+            raise ModelFileError(f"the graph's weights or attributes are malformed ({type(e).__name__})",
+                                 "Re-export the model") from None
+        self.input_specs, self.output_specs = inputs, outputs
+        self._limits = None
+        if threads and importlib.util.find_spec("threadpoolctl"):
+            from threadpoolctl import threadpool_limits
 
-        self.input_specs, self.output_specs = specs_from_onnx(model)
+            self._limits = threadpool_limits(limits=threads)  # held for the session's lifetime
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values: dict[str, Any] = dict(self.constants)
@@ -50,7 +73,7 @@ class ReferenceSession(Session):
         return {s.name: values[s.name] for s in self.output_specs}
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": "numpy", "numpy": np.__version__}
+        return {"runtime": "numpy", "numpy": np.__version__, "blas_threads_limited": self._limits is not None}
 
 
 def _attr(value: Any) -> Any:
@@ -82,17 +105,24 @@ class ReferenceBackend(Backend):
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
-        return library_versions("onnx", "numpy")
+        return library_versions("onnx", "numpy", "threadpoolctl")
 
     def supports(self, artifact: Artifact) -> str | None:
         why = super().supports(artifact)
         if why:
             return why
-        return _unsupported(_load_graph(str(artifact.path)))
+        # The graph only: external data (possibly gigabytes) stays on disk.
+        return _unsupported(_load_graph(str(artifact.path), external_data=False))
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
-        model = _load_graph(str(artifact.path))
-        why = super().supports(artifact) or _unsupported(model)
+        why = super().supports(artifact)
         if why:
             raise ModelFileError(f"{why} (in '{artifact.path.name}')", "Use the onnxruntime backend for this model")
-        return ReferenceSession(model)
+        graph = _load_graph(str(artifact.path), external_data=False)
+        why = _unsupported(graph)
+        if why:
+            raise ModelFileError(f"{why} (in '{artifact.path.name}')", "Use the onnxruntime backend for this model")
+        inputs, outputs = model_format("onnx").read_specs(artifact.path)
+        _check_wiring(graph, inputs)
+        model = _load_graph(str(artifact.path), external_data=True)  # in the child, under its memory limit
+        return ReferenceSession(model, inputs, outputs, options.threads)

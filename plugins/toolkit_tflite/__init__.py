@@ -1,6 +1,6 @@
 """Built-in plugin: the TFLite runtime backend (ai-edge-litert, with tflite-runtime as a fallback)."""
 
-from toolkit.hookspecs import hookimpl
+from toolkit.api import hookimpl
 
 from .backend import TFLiteBackend
 

@@ -11,10 +11,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.artifact import Artifact, library_versions
-from toolkit.errors import MissingRuntimeError, ModelFileError, first_line
-from toolkit.interfaces import Availability, Backend, BackendOptions, Session
-from toolkit.specs import spec_from_tflite_detail as _spec
+from toolkit.api import (Artifact, Availability, Backend, BackendOptions, MissingRuntimeError, ModelFileError,
+                         PluginOption, Quantization, Session, TensorSpec, first_line, library_versions)
+
+
+def _spec(detail: dict[str, Any]) -> TensorSpec:
+    """A TensorSpec from an interpreter's get_input_details()/get_output_details() entry."""
+    signature = detail.get("shape_signature", detail["shape"])
+    shape = tuple(None if int(d) < 0 else int(d) for d in signature)
+    qp = detail.get("quantization_parameters") or {}
+    scales, zeros = qp.get("scales", np.array([])), qp.get("zero_points", np.array([]))
+    quant = None
+    if len(scales):
+        quant = Quantization(tuple(float(s) for s in scales), tuple(int(z) for z in zeros),
+                             int(qp.get("quantized_dimension", 0)) if len(scales) > 1 else None)
+    return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name, quant)
 
 
 def _runtime() -> tuple[str, Any]:
@@ -72,6 +83,7 @@ class TFLiteBackend(Backend):
     extra = "tflite"
     priority = 10
     description = "TFLite models on LiteRT (ai-edge-litert), XNNPACK by default"
+    options = (PluginOption("xnnpack", bool, True, "apply the XNNPACK delegate (off: LiteRT's reference kernels)"),)
 
     def available(self) -> Availability:
         if importlib.util.find_spec("ai_edge_litert"):
@@ -88,7 +100,7 @@ class TFLiteBackend(Backend):
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
         runtime, module = _runtime()
-        use_xnnpack = options.extra.get("xnnpack", True)
+        use_xnnpack = bool(options.extra.get("xnnpack", True))
         kwargs: dict[str, Any] = {"num_threads": options.threads}
         if not use_xnnpack and hasattr(module, "OpResolverType"):
             kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES

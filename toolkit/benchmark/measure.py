@@ -1,124 +1,162 @@
-"""What runs inside a benchmark child: load, preload inputs, warm up, time only the runtime's call, evaluate.
+"""What runs inside a local benchmark child: load the model with its backend, then apply the protocol (protocol.py):
+preload inputs, warm up, time only the runtime's call, check the outputs, evaluate on a dataset.
 
 This module imports no framework; the backend imports its runtime when it loads the model.
 """
 
 from __future__ import annotations
 
-import gc
-import resource
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
+from .. import __version__, formats, metrics, plugins
 from ..artifact import Artifact
 from ..child import report_phase
-from ..errors import UsageError
-from ..inputs import check_shapes, load_npz_inputs, make_inputs, resolve_shapes
+from ..errors import CheckFailedError, UsageError
+from ..inputs import check_shapes, load_npz_inputs, resolve_shapes, short_name
 from ..interfaces import BackendOptions, Session
-from .environment import environment
-from .stats import is_unstable, latency_summary
+from ..options import resolve_options
+from ..records import BenchRecord, BenchRequest
+from ..specs import TensorSpec
+from . import protocol
 
 
-@dataclass
-class BenchRequest:
-    model: str
-    backend: str
-    provider: str | None = None
-    threads: int | None = None
-    batch: int = 1
-    shapes: dict[str, list[int]] = field(default_factory=dict)
-    inputs: str | None = None  # an .npz of real inputs
-    runs: int = 100
-    warmup: int = 10
-    max_seconds: float | None = None  # stop timing early once this much time is spent (at least 10 runs)
-    dataset: str | None = None
-    eval_seconds: float | None = None  # stop accuracy evaluation after about this long
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def spec_dicts(specs: list[TensorSpec]) -> list[dict[str, Any]]:
+    return [s.to_dict() for s in specs]
 
 
-MIN_RUNS_UNDER_BUDGET = 10
-
-
-def time_calls(fn, runs: int, warmup: int, max_seconds: float | None = None) -> tuple[int, list[int]]:
-    """Time `fn` alone: one first run, `warmup` untimed runs, then up to `runs` timed ones (ns each)."""
-    clock = time.perf_counter_ns
-    t = clock()
-    fn()
-    first_ns = clock() - t
-    for _ in range(warmup):
-        fn()
-    deadline = clock() + int(max_seconds * 1e9) if max_seconds else None
-    times = [0] * runs
-    done = runs
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collection inside a timed call measures Python, not the runtime
+def check_outputs(outputs: Mapping[str, Any], session: Session, backend: str) -> None:
+    """The protocol's output check, as a CheckFailedError that names the backend."""
     try:
-        for i in range(runs):
-            t = clock()
-            fn()
-            end = clock()
-            times[i] = end - t
-            if deadline is not None and end > deadline and i + 1 >= MIN_RUNS_UNDER_BUDGET:
-                done = i + 1
-                break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return first_ns, times[:done]
+        protocol.check_outputs(outputs, spec_dicts(session.output_specs))
+    except protocol.ProtocolError as e:
+        raise CheckFailedError(f"backend {backend} returned wrong outputs: {e}",
+                               "The backend is at fault, not the model: report it to the plugin's author") from None
 
 
-def evaluate_accuracy(session: Session, dataset_name: str, batch: int, budget_s: float | None) -> dict[str, Any]:
-    """Top-1 accuracy on the dataset's held-out split, in input order, within about `budget_s` seconds."""
-    from .. import plugins
+def declared_specs(artifact: Artifact) -> tuple[list[TensorSpec], list[TensorSpec]] | None:
+    """What the model itself declares: its manifest, else its format's reader; None when neither can tell."""
+    if artifact.manifest and artifact.manifest.outputs:
+        return artifact.manifest.inputs, artifact.manifest.outputs
+    fmt = formats.get(artifact.format)
+    if not fmt.available().ok:
+        return None
+    try:
+        return fmt.read_specs(artifact.path)
+    except NotImplementedError:
+        return None
 
+
+def check_session_specs(session: Session, artifact: Artifact, backend: str) -> None:
+    """A backend must describe the model as the model describes itself: same output names, dtypes and ranks."""
+    declared = declared_specs(artifact)
+    if declared is None or not declared[1]:
+        return
+    theirs = {s.name: s for s in session.output_specs}
+    for spec in declared[1]:
+        got = theirs.get(spec.name)
+        problem = None
+        if got is None:
+            problem = f"has no output '{spec.name}' (it declares {', '.join(theirs) or 'none'})"
+        elif got.dtype != spec.dtype:
+            problem = f"declares output '{spec.name}' as {got.dtype}, the model file says {spec.dtype}"
+        elif len(got.shape) != len(spec.shape) or not all(
+                a is None or b is None or a == b for a, b in zip(got.shape, spec.shape)):
+            problem = (f"declares output '{spec.name}' with shape {_shape(got.shape)}, the model file says "
+                       f"{_shape(spec.shape)}")
+        if problem:
+            raise CheckFailedError(f"backend {backend} {problem}", "Report it to the backend plugin's author")
+
+
+def _shape(shape: tuple) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _feed(session: Session, x: Any) -> dict[str, np.ndarray]:
+    """A dataset's inputs (one array, or a dict by input name) as the session's named inputs."""
+    specs = session.input_specs
+    if isinstance(x, Mapping):
+        by_short = {short_name(s.name): s.name for s in specs}
+        named = {by_short.get(k, k): v for k, v in x.items()}
+        missing = [s.name for s in specs if s.name not in named]
+        if missing:
+            raise UsageError(f"the dataset gives inputs {', '.join(x)}, the model needs {', '.join(missing)}",
+                             "Pick the dataset the model was trained on")
+        return {s.name: named[s.name] for s in specs}
+    if len(specs) != 1:
+        raise UsageError(f"the dataset gives one input, the model has {len(specs)}",
+                         "Use a dataset that names each input, or --inputs FILE.npz")
+    return {specs[0].name: x}
+
+
+def target_output(session: Session, dataset: Any) -> TensorSpec:
+    outs = session.output_specs
+    if dataset.target_output:
+        for s in outs:
+            if dataset.target_output in (s.name, short_name(s.name)):
+                return s
+        raise UsageError(f"dataset {dataset.name} is scored on output '{dataset.target_output}', which this model "
+                         f"does not have ({', '.join(s.name for s in outs)})", "Pick the dataset the model was trained on")
+    if len(outs) != 1:
+        raise UsageError(f"the model has {len(outs)} outputs and dataset {dataset.name} names none to score",
+                         "Evaluate it with a dataset that sets target_output")
+    return outs[0]
+
+
+def evaluate(session: Session, dataset_name: str, batch: int, budget_s: float | None, backend: str) -> dict:
+    """The dataset's task metrics on its held-out split, in input order, within about `budget_s` seconds."""
     dataset = plugins.registries().datasets.get(dataset_name)
     dataset.require_available()
     x, y = dataset.load("test")
-    if len(session.input_specs) != 1:
-        raise UsageError(f"--dataset needs a model with one input; this one has {len(session.input_specs)}",
-                         "Use --inputs FILE.npz for multi-input models")
-    spec, out_spec = session.input_specs[0], session.output_specs[0]
-    if not spec.accepts((spec.shape[0] or len(x), *x.shape[1:])):
-        raise UsageError(f"dataset '{dataset_name}' gives inputs of shape {list(x.shape[1:])}, the model wants "
-                         f"{list(spec.shape[1:])}", "Pick the dataset the model was trained on")
-    chunk = spec.shape[0] if spec.shape[0] is not None else max(batch, 64)
-    correct = seen = 0
+    fed_all = _feed(session, x)
+    for spec in session.input_specs:
+        arr = fed_all[spec.name]
+        if not spec.accepts((spec.shape[0] or len(arr), *arr.shape[1:])):
+            raise UsageError(f"dataset '{dataset_name}' gives '{short_name(spec.name)}' of shape {list(arr.shape[1:])}"
+                             f" per sample, the model wants {list(spec.shape[1:])}",
+                             "Pick the dataset the model was trained on")
+    out_spec = target_output(session, dataset)
+    first = session.input_specs[0]
+    fixed = first.shape[0] if first.shape and first.shape[0] is not None else None
+    chunk = fixed or max(batch, 64)
+    sums: dict[str, float] = {}
     start = time.perf_counter()
-    for lo in range(0, len(x), chunk):
-        xb = x[lo:lo + chunk]
-        if spec.shape[0] is not None and len(xb) != spec.shape[0]:
+    n = len(y)
+    for lo in range(0, n, chunk):
+        part = {s.name: s.quantize(fed_all[s.name][lo:lo + chunk]) for s in session.input_specs}
+        size = len(next(iter(part.values())))
+        if fixed is not None and size != fixed:
             break  # a fixed batch cannot take the last partial chunk
-        if spec.shape[0] is None:
-            session.resize({spec.name: tuple(xb.shape)})
-        out = session.run({spec.name: spec.quantize(xb)})[out_spec.name]
-        pred = out_spec.dequantize(out).reshape(len(xb), -1).argmax(axis=1)
-        correct += int((pred == y[lo:lo + len(xb)]).sum())
-        seen += len(xb)
+        session.resize({k: tuple(v.shape) for k, v in part.items()})
+        outputs = session.run(part)
+        check_outputs(outputs, session, backend)
+        pred = out_spec.dequantize(outputs[out_spec.name])
+        metrics.add_sums(sums, metrics.task_metrics(dataset.task, pred, y[lo:lo + size]))
         if budget_s is not None and time.perf_counter() - start > budget_s:
             break
-    return {"dataset": dataset_name, "split": "test", "samples": seen, "top1": correct / seen if seen else None}
+    return {"dataset": dataset_name, "split": "test", "task": dataset.task, **metrics.finish_metrics(dataset.task, sums)}
 
 
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+def load_session(artifact: Artifact, backend_name: str, threads: int | None, provider: str | None,
+                 options: Mapping[str, Any]) -> tuple[Any, Session]:
+    backend = plugins.registries().backends.get(backend_name)
+    extra = resolve_options(backend, dict(options))
+    session = backend.load(artifact, BackendOptions(threads=threads, provider=provider, extra=extra))
+    check_session_specs(session, artifact, backend.name)
+    return backend, session
 
 
 def measure(request: dict[str, Any]) -> dict[str, Any]:
-    """Child entry point: one (model, backend) pair, returned as a result record (a dict)."""
-    from .. import plugins
-
-    req = BenchRequest(**request)
-    backend = plugins.registries().backends.get(req.backend)
+    """Child entry point: one (model, backend) pair, returned as a BenchRecord dict."""
+    req = BenchRequest.from_dict(request)
     artifact = Artifact.open(req.model)
+    if artifact.manifest is None:
+        artifact.precision_hint = formats.get(artifact.format).describe(artifact.path).get("precision")
     report_phase("loading")
     t0 = time.perf_counter()
-    session = backend.load(artifact, BackendOptions(threads=req.threads, provider=req.provider))
+    backend, session = load_session(artifact, req.backend, req.threads, req.provider, req.options)
     init_ms = (time.perf_counter() - t0) * 1000.0
 
     if req.inputs:
@@ -127,58 +165,68 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     else:
         overrides = {k: tuple(v) for k, v in req.shapes.items()}
         shapes = resolve_shapes(session.input_specs, req.batch, overrides)
-        inputs = make_inputs(session.input_specs, shapes, seed=req.seed)
+        try:
+            inputs = protocol.make_inputs(spec_dicts(session.input_specs), shapes, seed=req.seed)
+        except protocol.ProtocolError as e:
+            raise UsageError(str(e)) from None
     check_shapes(session.input_specs, inputs)  # before native code sees a shape it cannot take
     report_phase("running")
     session.resize(shapes)
-    first_ns, times = time_calls(session.bench_callable(inputs), req.runs, req.warmup, req.max_seconds)
-    latency = latency_summary(times)
+    check_outputs(session.run(inputs), session, backend.name)  # a wrong answer is an error, never a number
+    session.resize(shapes)
+    first_ns, times = protocol.time_calls(session.bench_callable(inputs), req.runs, req.warmup, req.max_seconds)
+    latency = protocol.latency_summary(times)
     first_shape = shapes[session.input_specs[0].name] if session.input_specs else ()
     batch = first_shape[0] if first_shape else 1
 
-    peak_mb = peak_rss_mb()  # before the dataset is loaded: the runtime's memory, not the evaluation's
-    accuracy = None
+    peak_mb = protocol.peak_rss_mb()  # before the dataset is loaded: the runtime's memory, not the evaluation's
+    evaluation = None
     if req.dataset:
         report_phase("evaluating")
-        accuracy = evaluate_accuracy(session, req.dataset, req.batch, req.eval_seconds)
+        evaluation = evaluate(session, req.dataset, req.batch, req.eval_seconds, backend.name)
 
     manifest = artifact.manifest
-    return {
-        "status": "ok",
-        "model": str(req.model),
-        "format": artifact.format,
-        "precision": artifact.precision,
-        "backend": backend.name,
-        "provider": session.describe(),
-        "batch": batch,
-        "threads": req.threads,
-        "inputs": {k: list(v) for k, v in shapes.items()},
-        "latency_us": latency,
-        "runs": len(times),
-        "warmup": req.warmup,
-        "throughput_per_s": round(batch * 1e6 / latency["p50"], 2) if latency["p50"] else None,
-        "init_ms": round(init_ms, 3),
-        "first_run_ms": round(first_ns / 1e6, 3),
-        "peak_rss_mb": peak_mb,
-        "size_bytes": artifact.size_bytes,
-        "accuracy": accuracy,
-        "unstable": is_unstable(latency, len(times)),
-        "source_model": manifest.model if manifest else None,
-        "notes": artifact.notes,
-        "environment": environment(backend.versions()),
-    }
+    return BenchRecord(
+        model=str(req.model),
+        backend=backend.name,
+        format=artifact.format,
+        precision=artifact.precision,
+        latency_us=latency,
+        runs=len(times),
+        warmup=req.warmup,
+        batch=batch,
+        threads=req.threads,
+        provider=session.describe(),
+        inputs={k: list(v) for k, v in shapes.items()},
+        throughput_per_s=round(batch * 1e6 / latency["p50"], 2) if latency["p50"] else None,
+        init_ms=round(init_ms, 3),
+        first_run_ms=round(first_ns / 1e6, 3),
+        peak_rss_mb=peak_mb,
+        size_bytes=artifact.size_bytes,
+        evaluation=evaluation,
+        unstable=protocol.is_unstable(latency, len(times)),
+        task=artifact.task,
+        source_model=manifest.model if manifest else None,
+        runner=req.runner,
+        target=req.target,
+        notes=artifact.notes,
+        environment=protocol.environment(backend.versions(), __version__),
+    ).to_dict()
 
 
-def predict(model: str, backend: str, arrays: list[np.ndarray], provider: str | None = None,
-            threads: int | None = None) -> list[np.ndarray]:
-    """Child entry point: run a model once on real-valued inputs given in input order; outputs dequantized."""
-    from .. import plugins
-
-    be = plugins.registries().backends.get(backend)
-    session = be.load(Artifact.open(model), BackendOptions(threads=threads, provider=provider))
-    if len(arrays) != len(session.input_specs):
-        raise UsageError(f"the model has {len(session.input_specs)} inputs, {len(arrays)} were given")
-    fed = {s.name: s.quantize(a) for s, a in zip(session.input_specs, arrays)}
+def predict(model: str, backend: str, arrays: dict[str, np.ndarray] | list[np.ndarray], provider: str | None = None,
+            threads: int | None = None, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Child entry point: run a model once on real-valued inputs (by name, or in input order); every output,
+    dequantized to float32 and checked against the declared specs first."""
+    artifact = Artifact.open(model)
+    be, session = load_session(artifact, backend, threads, provider, options or {})
+    if isinstance(arrays, list):
+        if len(arrays) != len(session.input_specs):
+            raise UsageError(f"the model has {len(session.input_specs)} inputs, {len(arrays)} were given")
+        arrays = {s.name: a for s, a in zip(session.input_specs, arrays)}
+    fed_real = _feed(session, arrays)
+    fed = {s.name: s.quantize(fed_real[s.name]) for s in session.input_specs}
     session.resize({k: tuple(v.shape) for k, v in fed.items()})
     out = session.run(fed)
-    return [s.dequantize(out[s.name]) for s in session.output_specs]
+    check_outputs(out, session, be.name)
+    return {s.name: s.dequantize(out[s.name]) for s in session.output_specs}

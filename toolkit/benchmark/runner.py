@@ -1,48 +1,81 @@
-"""The parent side of a benchmark: pick backends for each model, run every pair in its own child, collect records."""
+"""The parent side of a benchmark: pick backends for each model, hand every pair to a runner, collect typed records.
+
+Choosing a backend when none is named: the installed backend with the highest priority that can run the model;
+ties go to the name first in alphabetical order. Backends with a priority below 0 are never chosen unless named.
+"""
 
 from __future__ import annotations
 
 import traceback
 from dataclasses import replace
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import Callable, Iterable
 
 from .. import plugins
 from ..artifact import Artifact
-from ..child import ChildError, run_in_child
-from ..errors import ChildCrashedError, MissingRuntimeError, ToolkitError, UsageError, debug_enabled
-from .measure import BenchRequest
+from ..errors import MissingRuntimeError, ToolkitError, UsageError, debug_enabled
+from ..interfaces import Backend
+from ..records import BenchFailure, BenchRecord, BenchRequest, Record, record_from_dict
 
 PAIR_TIMEOUT_S = 900.0
 
 
-def _can_run(backend: Any, artifact: Artifact) -> bool:
-    """Installed and able to run `artifact`; a plugin's supports() that raises counts as no."""
+def _why_not(backend: Backend, artifact: Artifact) -> str | None:
+    """None when `backend` is installed and can run `artifact`, else why not. A plugin's own error counts as no."""
     try:
-        return backend.available().ok and backend.supports(artifact) is None
-    except Exception:
-        return False
+        av = backend.available()
+        if not av.ok:
+            return f"{backend.name} is not installed ({av.reason})"
+        return backend.supports(artifact)
+    except Exception as e:
+        return f"{backend.name} could not tell whether it runs {artifact.path.name} ({type(e).__name__})"
+
+
+def _by_priority(backends: Iterable[Backend]) -> list[Backend]:
+    return sorted(backends, key=lambda b: (-b.priority, b.name))
 
 
 def default_backend(artifact: Artifact) -> str:
-    """The highest-priority installed backend that can run `artifact` (tried in priority order)."""
+    """The best installed backend for `artifact` (see the module docstring for the rule)."""
     fmt = artifact.format
-    candidates = sorted((b for b in plugins.registries().backends if fmt in b.formats), key=lambda b: -b.priority)
+    candidates = _by_priority(b for b in plugins.registries().backends if fmt in b.formats)
     if not candidates:
         raise UsageError(f"no backend runs {fmt} files", "See `toolkit plugins` for what is installed")
     for backend in candidates:
-        if _can_run(backend, artifact):
+        if backend.priority >= 0 and _why_not(backend, artifact) is None:
             return backend.name
-    best = candidates[0]
-    av = best.available()
-    if av.ok:
-        raise UsageError(best.supports(artifact) or f"{best.name} cannot run {artifact.path.name}",
-                         "Try another --backend")
-    raise MissingRuntimeError(f"the {best.name} runtime", av.extra or best.extra, av.reason)
+    named_only = [b.name for b in candidates if b.priority < 0 and _why_not(b, artifact) is None]
+    defaults = [b for b in candidates if b.priority >= 0]
+    if defaults:
+        best = defaults[0]
+        av = best.available()
+        if not av.ok and not named_only:
+            raise MissingRuntimeError(f"the {best.name} runtime", av.extra or best.extra, av.reason)
+        why = _why_not(best, artifact)
+    else:
+        unavailable = plugins.registries().backends.unavailable
+        blocked = sorted({why for why in unavailable.values()})
+        why = f"no default backend for {fmt} files is loaded" + (f" ({'; '.join(blocked)})" if blocked else "")
+    if named_only:
+        raise UsageError(f"{why}; {', '.join(named_only)} can run it but is never chosen by default",
+                         f"Name it: --backend {named_only[0]}")
+    raise UsageError(f"{why}", "Try another --backend or convert the model")
 
 
-def capable_backends(artifact: Artifact, sweep: bool = True) -> list[str]:
-    """Every installed backend that can run `artifact`; with `sweep`, only those that take part in sweeps."""
-    return [b.name for b in plugins.registries().backends if (b.in_sweeps or not sweep) and _can_run(b, artifact)]
+def capable_backends(artifact: Artifact, sweep: bool = True) -> tuple[list[str], dict[str, str]]:
+    """(backends that can run `artifact`, {left-out backend: why}); with `sweep`, slow backends are left out."""
+    able, left_out = [], {}
+    for b in plugins.registries().backends:
+        if artifact.format not in b.formats:
+            continue
+        why = _why_not(b, artifact)
+        if why is None and sweep and not b.in_sweeps:
+            why = f"{b.name} is too slow for sweeps; name it with --backend"
+        if why is None:
+            able.append(b.name)
+        else:
+            left_out[b.name] = why
+    return able, left_out
 
 
 def check_backend(name: str, artifact: Artifact, provider: str | None) -> None:
@@ -53,72 +86,85 @@ def check_backend(name: str, artifact: Artifact, provider: str | None) -> None:
         raise MissingRuntimeError(f"the {name} runtime", av.extra or backend.extra, av.reason)
     why = backend.supports(artifact)
     if why:
-        raise UsageError(f"{why} ({artifact.path.name})", "Pick another --backend or convert the model")
+        raise UsageError(why, "Pick another --backend or convert the model")
     if provider and provider not in backend.providers:
         known = ", ".join(backend.providers) or "none"
         raise UsageError(f"backend {name} has no provider '{provider}'", f"Its providers: {known}")
 
 
-def error_record(request: BenchRequest, error: ToolkitError, details: str | None = None) -> dict[str, Any]:
-    """A failed pair as a record. `details` (the child's traceback or output) only in debug mode."""
-    record = {"status": "error", "model": request.model, "backend": request.backend,
-              "error": error.one_line(), "exit_code": error.exit_code}
-    if details and debug_enabled():
-        record["details"] = details
-    return record
+def failure(request: BenchRequest, error: ToolkitError, details: str | None = None,
+            status: str = "error") -> BenchFailure:
+    """A failed or skipped pair as a record whose one line names the model and the backend."""
+    where = f"{Path(request.model).name} on {request.backend}" if request.backend else Path(request.model).name
+    return BenchFailure(model=request.model, backend=request.backend, error=f"{where}: {error.one_line()}",
+                        exit_code=error.exit_code, status=status,
+                        details=details if details and debug_enabled() else None)
 
 
-def run_pair(request: BenchRequest, timeout_s: float = PAIR_TIMEOUT_S) -> dict[str, Any]:
-    """Run one (model, backend) pair in a child. Errors come back as records, so other pairs carry on."""
-    # GPU runtimes map far more address space than they use: an RLIMIT_AS would stop CUDA from starting.
-    memory_mb = 0 if request.provider not in (None, "cpu") else None
+def run_pair(request: BenchRequest, timeout_s: float = PAIR_TIMEOUT_S) -> Record:
+    """Run one pair through its runner. Errors come back as records, so other pairs carry on."""
     try:
-        return run_in_child("toolkit.benchmark.measure:measure", timeout_s=timeout_s, memory_mb=memory_mb,
-                            request=request.to_dict())
-    except ChildCrashedError as crash:
-        phase = getattr(crash, "phase", None) or "starting"
-        failure = crash.failure.describe()  # type: ignore[attr-defined]
-        what = {"loading": "crashed while loading", "running": "crashed while running",
-                "evaluating": "crashed while evaluating"}.get(phase, "crashed while starting on")
-        if crash.failure.timed_out:  # type: ignore[attr-defined]
-            what = f"timed out after {timeout_s:.0f} s while {phase}"
-        err = ChildCrashedError(f"backend {request.backend} {what} {request.model} ({failure})",
-                                "Run it with --traceback for the runtime's output, or try another --backend")
-        return error_record(request, err, getattr(crash, "log", None))
-    except ChildError as err:
-        return error_record(request, err, err.child_traceback)
+        runner = plugins.registries().runners.get(request.runner)
+    except ToolkitError as e:
+        return failure(request, e)
+    record = runner.run(request.to_dict(), timeout_s)
+    return record_from_dict(record)
 
 
 def plan(models: Iterable[str], backends: list[str], template: BenchRequest,
-         every_capable: bool = False) -> tuple[list[BenchRequest], list[dict[str, Any]]]:
-    """Expand models x backends into requests; a model or backend that cannot work becomes an error record."""
+         every_capable: bool = False) -> tuple[list[BenchRequest], list[BenchFailure]]:
+    """Expand models x backends into requests. A pair that cannot run is "skipped" (with the reason) when other
+    pairs of that model run; a model no pair can run is an error."""
     requests: list[BenchRequest] = []
-    errors: list[dict[str, Any]] = []
+    failures: list[BenchFailure] = []
     for model in models:
         base = replace(template, model=str(model))
         try:
             artifact = Artifact.open(model)
-            names = backends or (capable_backends(artifact) if every_capable else [default_backend(artifact)])
+            if backends:
+                names, left_out = list(backends), {}
+            elif every_capable:
+                names, left_out = capable_backends(artifact)
+                if not names:
+                    raise UsageError(f"no installed backend can run it ({'; '.join(left_out.values()) or 'none'})",
+                                     "See `toolkit plugins`")
+            else:
+                names, left_out = [default_backend(artifact)], {}
         except ToolkitError as e:
-            errors.append(error_record(replace(base, backend=",".join(backends) or "auto"), e,
-                                       traceback.format_exc()))
+            failures.append(failure(replace(base, backend=",".join(backends)), e, traceback.format_exc()))
             continue
+        mine: list[BenchRequest] = []
+        skipped: list[BenchFailure] = []
         for name in names:
             req = replace(base, backend=name)
             try:
                 check_backend(name, artifact, req.provider)
-            except ToolkitError as e:
-                errors.append(error_record(req, e, traceback.format_exc()))
+            except MissingRuntimeError as e:
+                failures.append(failure(req, e))
                 continue
-            requests.append(req)
-    return requests, errors
+            except ToolkitError as e:
+                skipped.append(failure(req, e, status="skipped"))
+                continue
+            mine.append(req)
+        for name, why in left_out.items():
+            skipped.append(failure(replace(base, backend=name), UsageError(why), status="skipped"))
+        if mine or not backends:
+            failures.extend(skipped)
+        else:  # nothing named can run this model: that is an error, not a skip
+            failures.extend(replace(s, status="error") for s in skipped)
+        requests.extend(mine)
+    return requests, failures
 
 
-def run_all(requests: list[BenchRequest], on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
-    records = []
+def run_all(requests: list[BenchRequest], on_done: Callable[[Record], None] | None = None) -> list[Record]:
+    records: list[Record] = []
     for req in requests:
         record = run_pair(req)
         records.append(record)
         if on_done:
             on_done(record)
     return records
+
+
+def ok_records(records: Iterable[Record]) -> list[BenchRecord]:
+    return [r for r in records if isinstance(r, BenchRecord)]

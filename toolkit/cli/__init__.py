@@ -19,9 +19,9 @@ from ..errors import ToolkitError, debug_enabled, first_line
 BUILTIN_COMMANDS = {
     "quickstart": ("toolkit.cli.quickstart_cmd", "quickstart", "Train, convert, quantize, verify and benchmark the CNN, offline."),
     "train": ("toolkit.cli.train_cmd", "train", "Train a model family on a dataset."),
-    "convert": ("toolkit.cli.convert_cmd", "convert", "Convert a model to TFLite or ONNX, checked against the source."),
-    "quantize": ("toolkit.cli.quantize_cmd", "quantize", "Quantize a model to int8, calibrated on real data."),
-    "bench": ("toolkit.cli.bench_cmd", "bench", "Benchmark .tflite, .onnx and .keras models on one or more backends."),
+    "convert": ("toolkit.cli.convert_cmd", "convert", "Convert a model to another format, checked against the source."),
+    "quantize": ("toolkit.cli.quantize_cmd", "quantize", "Quantize a model (int8, ...), calibrated on real data."),
+    "bench": ("toolkit.cli.bench_cmd", "bench", "Benchmark models on one or more backends; outputs checked."),
     "targets": ("toolkit.cli.targets_cmd", "targets", "List device profiles and the detected host."),
     "plugins": ("toolkit.cli.plugins_cmd", "plugins", "List installed plugins and what they register."),
 }
@@ -47,6 +47,18 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(BUILTIN_COMMANDS) + [n for n in self._plugin_commands() if n not in BUILTIN_COMMANDS]
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[Any, Any, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            import difflib
+
+            name = args[0] if args else ""
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1, cutoff=0.6)
+            if close and not name.startswith("-"):
+                e.message = f"No such command '{name}'. Did you mean '{close[0]}'?"
+            raise
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in BUILTIN_COMMANDS:

@@ -1,4 +1,4 @@
-"""`toolkit bench`: each (model, backend) pair in its own child process; records in one schema."""
+"""`toolkit bench`: each (model, backend) pair through a runner (a child process here); typed records out."""
 
 from __future__ import annotations
 
@@ -7,12 +7,38 @@ from pathlib import Path
 
 import click
 
-from .options import stdout_console
-
 from ..errors import UsageError
+from .options import plugin_command, plugin_option, note, stdout_console, traceback_option
 
 
-@click.command("bench")
+def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[str, dict[str, str]]:
+    """`-o KEY=VALUE` for each backend: `-o tflite.xnnpack=false` targets one backend; a plain key goes to every
+    backend that declares it, and a key that no backend in the run declares is refused."""
+    from .. import plugins
+    from ..errors import UnknownNameError
+
+    regs = plugins.registries().backends
+    per: dict[str, dict[str, str]] = {}
+    for key, value in pairs.items():
+        owner, dot, option = key.rpartition(".")
+        if dot:
+            if owner not in regs:
+                raise UnknownNameError("backend", owner, regs.names())
+            targets = [owner]
+        else:
+            option = key
+            targets = [b for b in (backends or regs.names()) if b in regs
+                       and any(o.name == option for o in regs.get(b).options)]
+            if not targets:
+                declared = sorted({f"{b.name}.{o.name}" for b in regs for o in b.options})
+                raise UsageError(f"no backend in this run has the option '{key}'",
+                                 f"Backend options: {', '.join(declared) or 'none'}")
+        for name in targets:
+            per.setdefault(name, {})[option] = value
+    return per
+
+
+@plugin_command("bench", kinds=("backends",))
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--backend", "backends", multiple=True, metavar="NAME",
               help="Backend to run on; repeat for several. Default: the best installed one per model.")
@@ -28,32 +54,40 @@ from ..errors import UsageError
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed runs.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
 @click.option("--max-seconds", type=click.FloatRange(min=0.1), help="Stop timing after this long (>= 10 runs).")
-@click.option("--dataset", metavar="NAME", help="Also measure top-1 accuracy on this dataset's held-out split.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
-              help="Output format: json ({\"results\": [...]}) and csv are for scripts.")
+@click.option("--dataset", metavar="NAME",
+              help="Also evaluate on this dataset's held-out split (top-1 for classifiers, MAE/RMSE for regression).")
+@click.option("--runner", default="local", show_default=True, metavar="NAME",
+              help="Where the benchmark runs: local, or one a plugin adds.")
+@plugin_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
+              show_default=True, help="Output format: json ({\"results\": [...]}) and csv are for scripts.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the results to a file: .json, .csv, or anything else for the table.")
+              help="Also write the results to a file: .json, .csv, .md, or anything else for the plain table.")
+@traceback_option
 def bench(models, backends, all_backends, provider, threads, batch, shapes, inputs_file, runs, warmup,
-          max_seconds, dataset, fmt, output) -> None:
-    """Benchmark MODELS (.tflite, .onnx, .keras) on one or more backends.
+          max_seconds, dataset, runner, plugin_options, fmt, output) -> None:
+    """Benchmark MODELS (.tflite, .onnx, .keras, or a format a plugin adds) on one or more backends.
 
     Each (model, backend) pair runs in a child process that preloads its inputs and times only the
-    runtime's own call (invoke() or run()), after warm-up runs. Inputs are made per declared dtype and
-    shape; a dynamic batch dimension takes --batch, other dynamic dimensions take --shape. A crash or error
-    in one pair is reported and the others carry on.
+    runtime's own call (invoke() or run()), after warm-up runs. Outputs are checked against the model's
+    declared names, dtypes and shapes: a wrong answer is an error, never a number. Inputs are made per
+    declared dtype and shape; a dynamic batch dimension takes --batch, other dynamic dimensions take --shape.
+    With several --backend, each model runs on those that can run it; the others are listed as skipped.
 
     \b
     Examples:
       toolkit bench model.tflite
-      toolkit bench cnn.onnx cnn_int8.onnx --backend onnxruntime --backend reference --dataset fashion-mnist
+      toolkit bench cnn.onnx cnn_int8.tflite --backend onnxruntime --backend tflite --dataset fashion-mnist
       toolkit bench bert.onnx --shape input_ids=1x128 --shape attention_mask=1x128 --format json
+      toolkit bench cnn_int8.tflite -o xnnpack=false
     """
     from rich.console import Console
 
     from .. import plugins
-    from ..benchmark.measure import BenchRequest
-    from ..benchmark.runner import plan, run_all
+    from ..benchmark.runner import ok_records, plan, run_all
     from ..inputs import parse_shape_overrides
+    from ..options import parse_pairs, resolve_options
+    from ..records import BenchRequest
     from . import render
 
     if inputs_file and (shapes or batch != 1):
@@ -63,58 +97,62 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
         raise UsageError("--all-backends and --backend contradict each other", "Use one of them")
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)  # fail before the benchmark, not after it
+    regs = plugins.registries()
     if dataset:
-        plugins.registries().datasets.get(dataset)
+        regs.datasets.get(dataset)
+    regs.runners.get(runner)
     for name in backends:
-        plugins.registries().backends.get(name)
+        regs.backends.get(name)
+    per_backend = split_backend_options(parse_pairs(plugin_options), list(backends))
+    for name, given in per_backend.items():
+        resolve_options(regs.backends.get(name), given)  # refuse a bad value before any child starts
     template = BenchRequest(model="", backend="", provider=provider, threads=threads, batch=batch,
                             shapes={k: list(v) for k, v in parse_shape_overrides(shapes).items()},
                             inputs=str(inputs_file) if inputs_file else None, runs=runs, warmup=warmup,
-                            max_seconds=max_seconds, dataset=dataset)
-    requests, errors = plan([str(m) for m in models], list(backends), template, every_capable=all_backends)
+                            max_seconds=max_seconds, dataset=dataset, runner=runner)
+    requests, problems = plan([str(m) for m in models], list(backends), template, every_capable=all_backends)
+    for req in requests:
+        req.options = per_backend.get(req.backend, {})
     err_console = Console(stderr=True)
-    records = list(errors)
+    records = list(problems)
     if requests:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
             task = progress.add_task("benchmarking", total=len(requests))
+            records += run_all(requests, on_done=lambda record: progress.advance(task))
 
-            def done(record: dict) -> None:
-                progress.advance(task)
-
-            records += run_all(requests, on_done=done)
-
-    ok = [r for r in records if r.get("status") == "ok"]
-    failed = [r for r in records if r.get("status") != "ok"]
+    ok = ok_records(records)
+    failed = [r for r in records if r.status == "error"]
+    skipped = [r for r in records if r.status == "skipped"]
     if fmt == "json":
         sys.stdout.write(render.to_json(records))
     elif fmt == "csv":
         sys.stdout.write(render.to_csv(records))
+    elif fmt == "markdown":
+        sys.stdout.write(render.to_markdown(records))
     elif ok:
-        stdout_console().print(render.bench_table(ok))
+        stdout_console().print(render.rich_table(ok))
     if output:
         from ..atomic import write_text
 
-        suffix = output.suffix.lower()
-        text = (render.to_json(records) if suffix == ".json" else render.to_csv(records) if suffix == ".csv"
-                else render.plain_table(ok))
-        write_text(output, text)
+        write_text(output, render.for_file(records, output))
     for r in ok:
-        for note in r.get("notes") or []:
-            err_console.print(f"[yellow]Note:[/] {Path(r['model']).name}: {note}", soft_wrap=True, highlight=False)
-        fallback = (r.get("provider") or {}).get("fallback")
+        where = f"{Path(r.model).name} on {r.backend}"
+        for text in r.notes:
+            note(f"{Path(r.model).name}: {text}")
+        fallback = r.provider.get("fallback")
         if fallback:
-            err_console.print(f"[yellow]Warning:[/] {Path(r['model']).name} on {r['backend']}: {fallback}",
-                              soft_wrap=True, highlight=False)
-        if r.get("unstable") and fmt == "table":
-            err_console.print(f"[yellow]Note:[/] {Path(r['model']).name} on {r['backend']}: timings are unstable "
-                              "(p90 > 1.3 x p50 or < 10 runs); use more --runs on a quiet machine",
-                              soft_wrap=True, highlight=False)
+            note(f"{where}: {fallback}", "Warning")
+        if r.unstable and fmt in ("table", "markdown"):
+            note(f"{where}: timings are unstable (~: p90 > 1.3 x p50 or < 10 runs); use more --runs on a quiet "
+                 "machine")
+    for r in skipped:
+        note(r.error, "Skipped")
     for r in failed:
-        if r.get("details"):  # --traceback: the child's stack or the crashed runtime's own output
-            click.echo(r["details"].rstrip(), err=True)
-        click.echo(f"Error: {r['error']}", err=True)
+        if r.details:  # --traceback: the child's stack or the crashed runtime's own output
+            click.echo(r.details.rstrip(), err=True)
+        click.echo(f"Error: {r.error}", err=True)
     if failed:
-        sys.exit(max(r.get("exit_code", 1) for r in failed))
+        sys.exit(max(r.exit_code for r in failed))

@@ -1,4 +1,4 @@
-"""`toolkit convert`: one format to another in a child process, then checked against the source."""
+"""`toolkit convert`: one format to another in a child process, checked against the source, then published."""
 
 from __future__ import annotations
 
@@ -6,43 +6,56 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option
+from .options import echo_json, format_option, note, plugin_command, plugin_option, traceback_option
 
 
-@click.command("convert")
+@plugin_command("convert", kinds=("converters",))
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--to", "target", required=True, metavar="FORMAT",
-              help="Target format: tflite or onnx (or what an installed converter plugin adds).")
+              help="Target format: tflite or onnx (or one an installed plugin adds).")
+@click.option("--converter", metavar="NAME", help="Which converter, when several can do it (default: highest priority).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: beside MODEL with the new extension).")
 @click.option("--dataset", metavar="NAME",
               help="Real data for the parity check (default: the dataset in MODEL's manifest).")
+@plugin_option
 @format_option
-def convert(model, target, output, dataset, fmt) -> None:
-    """Convert MODEL (.keras) to TFLite or ONNX in fp32 and check the result against MODEL on real data.
+@traceback_option
+def convert(model, target, converter, output, dataset, plugin_options, fmt) -> None:
+    """Convert MODEL to another format and check the result against MODEL on real data.
 
-    A result whose outputs differ from the source's beyond float rounding fails with exit code 1; the file
-    and its manifest (parity.passed = false) are kept for inspection.
+    The result is written under its final name only after every output matches the source's (within float
+    rounding for fp32); otherwise the command fails with exit code 1 and keeps the rejected file as
+    NAME.failed.EXT for inspection.
 
     \b
     Example:
       toolkit convert out/cnn.keras --to onnx
+      toolkit convert out/cnn.keras --to onnx -o opset=13
     """
     from .. import operations
+    from ..options import parse_pairs
 
-    artifact = operations.convert(model, target, output, dataset=dataset)
+    artifact = operations.convert(model, target, output, dataset=dataset, converter=converter,
+                                  options=parse_pairs(plugin_options), on_note=note)
     report_artifact(artifact, fmt)
 
 
 def report_artifact(artifact, fmt: str) -> None:
+    from ..units import human_size
+
     m = artifact.manifest
     if fmt == "json":
         echo_json({"artifact": str(artifact.path), "manifest": m.to_dict()})
         return
     parity = m.metrics.get("parity", {})
-    click.echo(f"Wrote {artifact.path} ({m.format}, {m.precision}, {artifact.size_bytes / 1024:.1f} KB) "
+    click.echo(f"Wrote {artifact.path} ({m.format}, {m.precision}, {human_size(artifact.size_bytes)}) "
                f"and {artifact.path.name}.manifest.json")
     if parity:
-        click.echo(f"Checked against {parity['against']} on {parity['data']}: top-1 agreement "
-                   f"{parity['top1_agreement'] * 100:.2f}%, max |diff| {parity['max_abs_diff']:.3g} "
-                   f"({'passed' if parity['passed'] else 'FAILED'}: {parity['rule']})")
+        parts = []
+        if parity.get("top1_agreement") is not None:
+            parts.append(f"top-1 agreement {parity['top1_agreement'] * 100:.2f}%")
+        if parity.get("max_abs_diff") is not None:
+            parts.append(f"max |diff| {parity['max_abs_diff']:.3g}")
+        click.echo(f"Checked against {parity['against']} on {parity['data']}, {len(parity.get('outputs', {}))} "
+                   f"output(s): {', '.join(parts)} ({'passed' if parity['passed'] else 'FAILED'}: {parity['rule']})")

@@ -1,15 +1,17 @@
-"""`toolkit plugins`: installed plugins, what each registers, and whether it loaded."""
+"""`toolkit plugins`: installed plugins, what each registers, whether it loaded, and (--verbose) their options."""
 
 from __future__ import annotations
 
 import click
 
-from .options import echo_json, format_option, stdout_console
+from .options import echo_json, format_option, stdout_console, traceback_option
 
 
 @click.command("plugins")
+@click.option("-v", "--verbose", is_flag=True, help="Also list each item's options, priority and availability.")
 @format_option
-def plugins(fmt: str) -> None:
+@traceback_option
+def plugins(verbose: bool, fmt: str) -> None:
     """List plugins (built-in and third-party) with their status and what they register.
 
     A plugin that fails to import or register shows as failed with the reason; the others keep working.
@@ -18,17 +20,23 @@ def plugins(fmt: str) -> None:
 
     \b
     Example:
+      toolkit plugins --verbose
       toolkit plugins --format json
     """
+    from rich.markup import escape
+
     from .. import plugins as plugin_manager
+    from ..options import describe_options
 
     loaded = plugin_manager.loaded()
-    backends = loaded.registries.backends
+    regs = loaded.registries.kinds()
     records = [r.to_dict() for r in loaded.records]
     for r in records:
-        r["backends_available"] = {
-            name: _availability(backends.get(name)) for name in r["registers"].get("backends", [])
-        }
+        r["items"] = {}
+        for kind, names in r["registers"].items():
+            for name in names:
+                item = regs[kind].get(name)
+                r["items"][f"{kind}/{name}"] = _item_info(item, describe_options(item))
     if fmt == "json":
         echo_json({"plugins": records})
         return
@@ -38,17 +46,32 @@ def plugins(fmt: str) -> None:
     for col in ("name", "version", "status", "registers"):
         table.add_column(col)
     for r in records:
-        status = "[green]ok[/]" if r["status"] == "ok" else f"[red]{r['status']}[/]: {r['error'] or ''}"
-        regs = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in r["registers"].items())
-        missing = [f"{n} unavailable ({why})" for n, why in r["backends_available"].items() if why]
-        if missing:
-            regs += "\n[yellow]" + "; ".join(missing) + "[/]"
-        table.add_row(r["name"], r["version"] or "", status, regs)
+        status = "[green]ok[/]" if r["status"] == "ok" else f"[red]{r['status']}[/]"
+        if r["error"]:
+            status += ": " + escape(r["error"])
+        lines = ["; ".join(f"{kind}: {', '.join(names)}" for kind, names in r["registers"].items())]
+        for key, info in r["items"].items():
+            if info.get("unavailable"):
+                lines.append(f"[yellow]{escape(key.split('/')[1])} unavailable ({escape(info['unavailable'])})[/]")
+            if verbose:
+                details = [f"priority {info['priority']}"] if info.get("priority") is not None else []
+                details += [f"-o {o['name']}={o['type']} (default {o['default']}): {o['help']}"
+                            for o in info["options"]]
+                if details:
+                    lines.append(f"  {escape(key)}: " + escape("; ".join(details)))
+        table.add_row(escape(r["name"]), escape(r["version"] or ""), status, "\n".join(l for l in lines if l))
     stdout_console().print(table)
 
 
-def _availability(backend) -> str | None:
-    av = backend.available()
-    if av.ok:
-        return None
-    return f"{av.reason}; pip install 'edge-toolkit[{av.extra}]'" if av.extra else av.reason
+def _item_info(item, options: list[dict]) -> dict:
+    info: dict = {"options": options, "priority": getattr(item, "priority", None)}
+    available = getattr(item, "available", None)
+    if callable(available):
+        try:
+            av = available()
+            if not av.ok:
+                info["unavailable"] = (f"{av.reason}; pip install 'edge-toolkit[{av.extra}]'" if av.extra
+                                       else av.reason)
+        except Exception as e:  # a plugin's own bug must not hide the others
+            info["unavailable"] = f"available() raised {type(e).__name__}"
+    return info

@@ -1,4 +1,4 @@
-"""`toolkit quantize`: int8 quantization calibrated on a real dataset, then checked against the source."""
+"""`toolkit quantize`: a scheme any registered quantizer offers, calibrated on real data, checked, published."""
 
 from __future__ import annotations
 
@@ -6,34 +6,68 @@ from pathlib import Path
 
 import click
 
-from .options import format_option
+from .options import echo_json, format_option, note, plugin_command, plugin_option, traceback_option
 
 
-@click.command("quantize")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("--scheme", type=click.Choice(["int8"]), default="int8", show_default=True,
-              help="Quantization scheme.")
-@click.option("--calibration", "calibration", required=True, metavar="DATASET",
-              help="Dataset whose training split calibrates the quantizer, e.g. fashion-mnist.")
+def list_schemes(fmt: str) -> None:
+    from .. import plugins
+
+    rows = []
+    for q in plugins.registries().quantizers:
+        for scheme in q.schemes:
+            rows.append({"scheme": scheme, "quantizer": q.name, "from": list(q.source_formats), "to": q.target_format,
+                         "priority": q.priority, "needs_calibration": q.needs_calibration,
+                         "help": q.scheme_help.get(scheme, "")})
+    if fmt == "json":
+        echo_json({"schemes": rows})
+    else:
+        for r in sorted(rows, key=lambda r: (r["scheme"], -r["priority"])):
+            needs = "calibration data" if r["needs_calibration"] else "no data"
+            click.echo(f"{r['scheme']:<10} {r['quantizer']:<20} {'/'.join(r['from'])} -> {r['to']}  "
+                       f"(needs {needs}) {r['help']}")
+
+
+@plugin_command("quantize", kinds=("quantizers",))
+@format_option
+@click.argument("model", type=click.Path(path_type=Path), required=False)
+@click.option("--scheme", default="int8", show_default=True, metavar="NAME",
+              help="Quantization scheme: any a registered quantizer offers (see --list-schemes).")
+@click.option("--list-schemes", "list_schemes_", is_flag=True,
+              help="List every scheme with its quantizer, what it needs and what runs it, then exit.")
+@click.option("--quantizer", metavar="NAME", help="Which quantizer, when several offer the scheme.")
+@click.option("--calibration", "calibration", metavar="DATASET",
+              help="Dataset whose training split calibrates the quantizer (default: the dataset named in MODEL's "
+                   "manifest).")
 @click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,
               help="Calibration samples.")
 @click.option("--to", "target", metavar="FORMAT",
               help="Output format, when installed quantizers offer several for MODEL's format.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which calibration samples are drawn.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file (default: MODEL_int8 beside MODEL).")
-@format_option
-def quantize(model, scheme, calibration, samples, target, seed, output, fmt) -> None:
-    """Quantize MODEL: .keras -> full-int8 .tflite; .onnx -> static QDQ .onnx (uint8 activations, int8
-    per-channel weights). The result must agree with MODEL on real held-out data, or it fails (exit 1).
+              help="Output file (default: MODEL_SCHEME beside MODEL).")
+@plugin_option
+@traceback_option
+def quantize(fmt, model, scheme, list_schemes_, quantizer, calibration, samples, target, seed, output, plugin_options) -> None:
+    """Quantize MODEL with a scheme, calibrated on real data. Built in: .keras -> full-int8 .tflite;
+    .onnx -> static QDQ .onnx (uint8 activations, int8 per-channel weights). The result is published only if it
+    agrees with MODEL on real held-out data; otherwise exit 1 and the rejected file is kept as NAME.failed.EXT.
 
     \b
     Examples:
-      toolkit quantize out/cnn.keras --scheme int8 --calibration fashion-mnist
+      toolkit quantize out/cnn.keras --to tflite
       toolkit quantize out/cnn.onnx --calibration fashion-mnist --output out/cnn_int8.onnx
+      toolkit quantize out/cnn.onnx -o activations=int8 -o method=entropy
+      toolkit quantize --list-schemes
     """
+    if list_schemes_:
+        list_schemes(fmt)
+        return
+    if model is None:
+        raise click.UsageError("Missing argument 'MODEL'.")
     from .. import operations
+    from ..options import parse_pairs
     from .convert_cmd import report_artifact
 
-    artifact = operations.quantize(model, scheme, calibration, output, samples=samples, seed=seed, to=target)
+    artifact = operations.quantize(model, scheme, calibration, output, samples=samples, seed=seed, to=target,
+                                   quantizer=quantizer, options=parse_pairs(plugin_options), on_note=note)
     report_artifact(artifact, fmt)

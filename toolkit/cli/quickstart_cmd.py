@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option, stdout_console
+from .options import echo_json, format_option, stdout_console, traceback_option
 
 
 @click.command("quickstart")
@@ -19,6 +19,7 @@ from .options import echo_json, format_option, stdout_console
 @click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True,
               help="Timed runs per (artifact, backend) pair, after 20 warm-up runs.")
 @format_option
+@traceback_option
 def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
     """Train the CNN, make fp32 and int8 TFLite and ONNX artifacts, check each against its source, then
     evaluate and benchmark every artifact on every backend that can run it. Works offline.
@@ -33,13 +34,14 @@ def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
     from .progress import steps_progress, training_progress
 
     err = Console(stderr=True)
-    with steps_progress(err, total=11) as step, training_progress(err, "  epochs") as (on_start, on_batch):
+    with steps_progress(err, total=15) as step, training_progress(err, "  epochs") as (on_start, on_batch):
         result = run_quickstart(output_dir, dataset=dataset, epochs=epochs, limit=limit, runs=runs, step=step,
                                 on_start=on_start, on_batch=on_batch)
     for note in result.notes:
         err.print(f"[yellow]Note:[/] {note}", soft_wrap=True)
     if fmt == "json":
-        echo_json({"dataset": result.dataset, "summary": result.summary, "results": result.records})
+        echo_json({"dataset": result.dataset, "summary": result.summary,
+                   "results": [r.to_dict() for r in result.records]})
     else:
         from rich.table import Table
 

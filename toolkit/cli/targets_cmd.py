@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_json, format_option, stdout_console
+from .options import echo_json, format_option, stdout_console, traceback_option
 
 
 @click.command("targets")
 @format_option
+@traceback_option
 def targets(fmt: str) -> None:
     """List device profiles: the detected `host` and the shipped profiles.
 

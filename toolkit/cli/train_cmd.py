@@ -6,10 +6,28 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option
+from .options import echo_json, format_option, traceback_option
 
 
-@click.command("train")
+class TrainCommand(click.Command):
+    """--help ends with the model families and datasets the loaded plugins offer."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        from .. import plugins
+
+        try:
+            regs = plugins.registries()
+        except Exception:  # help must show even when a plugin is broken
+            return
+        with formatter.section("Model families"):
+            formatter.write_dl([(m.name, f"{m.task}; default dataset {m.default_dataset}. {m.description}")
+                                for m in regs.models] or [("(none)", "install a plugin that registers models")])
+        with formatter.section("Datasets"):
+            formatter.write_dl([(d.name, f"{d.task}. {d.description}") for d in regs.datasets])
+
+
+@click.command("train", cls=TrainCommand)
 @click.argument("model")
 @click.option("--dataset", metavar="NAME",
               help="Dataset to train on (default: the model's own, fashion-mnist for cnn).")
@@ -21,6 +39,7 @@ from .options import echo_json, format_option
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
               show_default=True, help="Folder for MODEL.keras, its manifest and metrics.json.")
 @format_option
+@traceback_option
 def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> None:
     """Train MODEL (a model family, e.g. cnn); write MODEL.keras, its manifest and metrics.json into --output.
 
@@ -36,6 +55,10 @@ def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> N
     regs = plugins.registries()
     family = regs.models.get(model)
     dataset = dataset or family.default_dataset
+    if dataset is None:
+        from ..errors import UsageError
+
+        raise UsageError(f"model {model} has no default dataset", "Pass --dataset NAME")
     epochs = epochs or regs.datasets.get(dataset).suggested_epochs
     console = Console(stderr=True)
     with training_progress(console, f"training {model} on {dataset}") as (on_start, on_batch):
@@ -44,7 +67,8 @@ def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> N
     if fmt == "json":
         echo_json({"model": str(artifact.path), "manifest": artifact.manifest.to_dict(), "metrics": metrics})
         return
-    click.echo(f"Trained {model} on {dataset} ({metrics['train_samples']} samples, {epochs} epochs, "
-               f"{metrics['train_seconds']:.0f} s): test accuracy {metrics['accuracy'] * 100:.2f}% "
-               f"on {metrics['test_samples']} held-out samples")
+    score = (f"test accuracy {metrics['accuracy'] * 100:.2f}%" if "accuracy" in metrics else
+             ", ".join(f"test {k} {metrics[k]:.4g}" for k in ("mae", "rmse") if k in metrics))
+    click.echo(f"Trained {model} on {dataset} ({metrics.get('train_samples')} samples, {epochs} epochs, "
+               f"{metrics.get('train_seconds', 0):.0f} s): {score} on {metrics.get('test_samples')} held-out samples")
     click.echo(f"Wrote {artifact.path}, {artifact.path.name}.manifest.json and metrics.json in {output_dir}")

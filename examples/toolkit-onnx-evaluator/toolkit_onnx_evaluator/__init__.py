@@ -3,7 +3,7 @@
 A plugin is a module with hook implementations; each hook gets `register` and calls it once per item.
 """
 
-from toolkit.hookspecs import hookimpl
+from toolkit.api import hookimpl
 
 from .backend import OnnxEvaluatorBackend
 

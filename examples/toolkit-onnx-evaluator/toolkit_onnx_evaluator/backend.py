@@ -1,6 +1,7 @@
 """A backend over onnx.reference.ReferenceEvaluator: onnx's own pure-Python implementation of the operators.
 
-Very slow, but it needs nothing beyond `onnx` and follows the ONNX specification to the letter.
+Very slow, but it needs nothing beyond `onnx` and follows the ONNX specification to the letter. It imports only
+`toolkit.api`, the toolkit's public API for plugins.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.artifact import Artifact
-from toolkit.errors import ModelFileError
-from toolkit.interfaces import Availability, Backend, BackendOptions, Session
-from toolkit.specs import specs_from_onnx
+from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, PluginOption, Session,
+                         UsageError, first_line, read_specs)
 
 
 class OnnxEvaluatorSession(Session):
-    def __init__(self, evaluator: Any, model: Any):
+    def __init__(self, evaluator: Any, path: str):
         self.evaluator = evaluator
-        # TensorSpecs with None for dynamic dimensions (e.g. a batch dimension named 'N').
-        self.input_specs, self.output_specs = specs_from_onnx(model)
+        # TensorSpecs (None for dynamic dimensions, e.g. a batch dimension named 'N'), read by the toolkit's
+        # ONNX format plugin: every backend describes a model the same way.
+        self.input_specs, self.output_specs = read_specs(path)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.evaluator.run(None, inputs)  # None: every output, in graph order
@@ -43,6 +43,7 @@ class OnnxEvaluatorBackend(Backend):
     priority = -20  # below 0: never picked when the user names no --backend
     in_sweeps = False  # far too slow for the quickstart and --all-backends: run it with --backend
     description = "ONNX models on onnx.reference.ReferenceEvaluator (pure Python, slow, exact)"
+    options = (PluginOption("verbose", int, 0, "ReferenceEvaluator's verbosity (0-4), printed in the child's log"),)
 
     def available(self) -> Availability:
         if importlib.util.find_spec("onnx") is None:
@@ -59,8 +60,12 @@ class OnnxEvaluatorBackend(Backend):
         path = str(artifact.path)
         try:
             model = onnx.load(path)
-            evaluator = ReferenceEvaluator(model)
-        except Exception as e:  # DecodeError for a corrupt file, ValueError/KeyError for a bad graph
-            raise ModelFileError(f"onnx cannot load '{path}': {type(e).__name__}",
+        except Exception as e:  # DecodeError for a corrupt file
+            raise ModelFileError(f"onnx cannot parse '{artifact.path.name}': {type(e).__name__}",
                                  "Check the file is a complete, valid .onnx model") from None
-        return OnnxEvaluatorSession(evaluator, model)
+        try:
+            evaluator = ReferenceEvaluator(model, verbose=options.extra.get("verbose", 0))
+        except Exception as e:  # the file parsed: this is the evaluator's limit (a missing kernel), not the file's
+            raise UsageError(f"onnx.reference cannot run '{artifact.path.name}': {first_line(e)[:200]}",
+                             "Run it on another --backend (onnxruntime)") from e
+        return OnnxEvaluatorSession(evaluator, path)

@@ -1,0 +1,84 @@
+"""The ONNX format: a ModelProto. Specs come from the graph with the `onnx` package; external data is never
+loaded (a small file can declare gigabytes of it), so reading specs costs what the graph costs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.api import Availability, ModelFileError, ModelFormat, TensorSpec
+
+# Operators that only appear in quantized graphs (QDQ and QOperator forms).
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                 "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd", "QLinearMul"}
+
+
+def load_graph(path: Path) -> Any:
+    """The ModelProto without external data; ModelFileError for anything protobuf cannot parse."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # DecodeError, RuntimeWarning-turned-errors, EOF
+        raise ModelFileError(f"'{path.name}' is not a valid ONNX file ({type(e).__name__})",
+                             "Re-export the model, or check that the download finished") from None
+    if not model.HasField("graph"):
+        raise ModelFileError(f"'{path.name}' is not a valid ONNX file (it has no graph)", "Re-export the model")
+    return model
+
+
+def specs_of(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Graph inputs that are not initializers, and graph outputs, as TensorSpecs."""
+    import onnx
+
+    inits = {i.name for i in model.graph.initializer}
+
+    def spec(vi: Any) -> TensorSpec:
+        if not vi.type.HasField("tensor_type"):
+            return TensorSpec(vi.name, (), str(vi.type).split("{")[0].strip() or "non-tensor")
+        tt = vi.type.tensor_type
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"tensor '{vi.name}' has an unknown element type {tt.elem_type}",
+                                 "Re-export the model with a standard ONNX type") from None
+        dims = tt.shape.dim
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
+        names = tuple(d.dim_param if d.HasField("dim_param") else None for d in dims)
+        return TensorSpec(vi.name, shape, dtype, None, names if any(names) else ())
+
+    return ([spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output])
+
+
+class OnnxFormat(ModelFormat):
+    name = "onnx"
+    suffixes = (".onnx",)
+    description = "ONNX ModelProto (read with the onnx package, external data left on disk)"
+
+    def available(self) -> Availability:
+        if importlib.util.find_spec("onnx") is None:
+            return Availability(False, "the onnx package is not installed", "onnx")
+        return Availability(True)
+
+    def sniff(self, head: bytes, path: Path) -> bool:
+        # A ModelProto starts with field 1 (ir_version) as a varint: tag byte 0x08, then a small version number.
+        return len(head) >= 2 and head[0] == 0x08 and 0 < head[1] < 64
+
+    def read_specs(self, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        return specs_of(load_graph(path))
+
+    def describe(self, path: Path) -> dict[str, Any]:
+        model = load_graph(path)
+        ops = {n.op_type for n in model.graph.node}
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        out: dict[str, Any] = {"opset": opset, "ops": sorted(ops)}
+        if ops & QUANTIZED_OPS:
+            out["precision"] = "int8"
+        elif any(i.data_type == 10 for i in model.graph.initializer):  # FLOAT16 weights
+            out["precision"] = "fp16"
+        elif model.graph.initializer and all(i.data_type == 1 for i in model.graph.initializer):
+            out["precision"] = "fp32"
+        return out

@@ -1,0 +1,42 @@
+"""The TFLite format: a FlatBuffer with the TFL3 identifier, read with the `tflite` schema package (no
+TensorFlow, no LiteRT), so any backend can read a .tflite's inputs, outputs, scales and operators."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from toolkit.api import Availability, ModelFormat, TensorSpec
+
+
+class TFLiteFormat(ModelFormat):
+    name = "tflite"
+    suffixes = (".tflite",)
+    description = "TensorFlow Lite / LiteRT FlatBuffer (read with the tflite schema package)"
+
+    def available(self) -> Availability:
+        if importlib.util.find_spec("tflite") is None:
+            return Availability(False, "the tflite schema package is not installed (pip install tflite)")
+        return Availability(True)
+
+    def sniff(self, head: bytes, path: Path) -> bool:
+        return head[4:8] == b"TFL3"
+
+    def read_specs(self, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        from .tflite_reader import read_tflite
+
+        info = read_tflite(path)
+        return info.inputs, info.outputs
+
+    def describe(self, path: Path) -> dict[str, Any]:
+        from .tflite_reader import read_tflite
+
+        info = read_tflite(path)
+        out: dict[str, Any] = {"ops": info.ops}
+        quantized = [s for s in [*info.inputs, *info.outputs] if s.quantization is not None]
+        if any(s.dtype == "int16" for s in quantized):
+            out["precision"] = "int16x8"
+        elif quantized:
+            out["precision"] = "int8"
+        return out

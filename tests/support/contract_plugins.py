@@ -1,0 +1,159 @@
+"""Test plugins that exercise the plugin contract: each module-level plugin object is registered by a test (or
+loaded in a child through TOOLKIT_PLUGIN_MODULES=contract_plugins), and each models a mistake or a choice a
+real plugin author makes. They import only the public API."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.api import (Availability, Backend, BackendOptions, ConversionResult, Dataset, PluginOption, Quantizer,
+                         Session, TensorSpec, calibration_record, hookimpl, read_specs)
+
+FEATURES, CLASSES = 4, 3
+
+
+def tiny_weights(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The weights toolkit.testing.tiny_onnx_model writes for the same seed."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((FEATURES, CLASSES)).astype(np.float32), rng.standard_normal(CLASSES).astype(np.float32)
+
+
+class TinyTabular(Dataset):
+    """Real-valued rows for the tiny ONNX model, labelled by that model itself (so top-1 is 100% when right)."""
+
+    name = "tiny-tabular"
+    description = "400 random rows of 4 features, labelled by the tiny model's own answer"
+    task = "classification"
+    num_classes = CLASSES
+
+    def load(self, split: str):
+        rng = np.random.default_rng(0 if split == "train" else 1)
+        x = rng.standard_normal((400, FEATURES)).astype(np.float32)
+        w, b = tiny_weights()
+        return x, np.maximum(x @ w + b, 0).argmax(axis=1)
+
+
+class NumpySession(Session):
+    """relu(x @ w + b), as the tiny model computes it, with a deliberate twist chosen by the backend."""
+
+    def __init__(self, path: Path, twist: str):
+        self.input_specs, self.output_specs = read_specs(path)
+        self.w, self.b = tiny_weights()
+        self.twist = twist
+
+    def run(self, inputs):
+        y = np.maximum(inputs["x"] @ self.w + self.b, 0)
+        if self.twist == "shape":
+            y = y[:, :2]  # N x 2 for a declared N x 3
+        elif self.twist == "dtype":
+            y = y.astype(np.float64)
+        elif self.twist == "keyerror":
+            raise KeyError("does_not_exist")
+        return {"y": y}
+
+
+class TwistedBackend(Backend):
+    formats = ("onnx",)
+    priority = -50
+    twist = ""
+
+    def load(self, artifact, options: BackendOptions) -> Session:
+        return NumpySession(artifact.path, self.twist)
+
+
+class WrongShapeBackend(TwistedBackend):
+    name = "wrong-shape"
+    twist = "shape"
+
+
+class Float64Backend(TwistedBackend):
+    name = "float64"
+    twist = "dtype"
+
+
+class KeyErrorBackend(TwistedBackend):
+    name = "keyerror"
+    twist = "keyerror"
+
+
+class CopyQuantizer(Quantizer):
+    """Claims int8 for .onnx at a higher priority than onnxruntime's; writes the source unchanged (so parity holds)."""
+
+    name = "copy-int8"
+    description = "a test quantizer that copies the model"
+    source_formats = ("onnx",)
+    target_format = "onnx"
+    schemes = ("int8", "fake8")
+    scheme_help = {"fake8": "a test scheme only this plugin offers"}
+    priority = 20
+    options = (PluginOption("note", str, "none", "a free-text note kept in the manifest"),)
+
+    def quantize(self, source, output: Path, scheme: str, options) -> ConversionResult:
+        shutil.copyfile(source.path, output)
+        return ConversionResult(precision="int8", details={"note": options.extra["note"]},
+                                quantization=calibration_record(options, "copy"))
+
+
+class GoodPlugin:
+    """A well-behaved plugin: the dataset, three broken backends and a competing quantizer."""
+
+    @hookimpl
+    def register_datasets(self, register):
+        register(TinyTabular())
+
+    @hookimpl
+    def register_backends(self, register):
+        register(WrongShapeBackend())
+        register(Float64Backend())
+        register(KeyErrorBackend())
+
+    @hookimpl
+    def register_quantizers(self, register):
+        register(CopyQuantizer())
+
+
+class DatasetAsBackend:
+    """A plugin author's slip: a Dataset handed to register_backends."""
+
+    @hookimpl
+    def register_backends(self, register):
+        register(TinyTabular())
+
+
+class ClassNotInstance:
+    @hookimpl
+    def register_backends(self, register):
+        register(WrongShapeBackend)
+
+
+class UnavailableEverything(Backend):
+    name = "npu-runtime"
+    formats = ("onnx",)
+
+    def available(self) -> Availability:
+        return Availability(False, "the NPU driver is not installed", "npu")
+
+    def load(self, artifact, options):
+        raise AssertionError("never loaded")
+
+
+# What TOOLKIT_PLUGIN_MODULES=contract_plugins loads in a child or the CLI.
+_good = GoodPlugin()
+
+
+@hookimpl
+def register_datasets(register):
+    _good.register_datasets(register)
+
+
+@hookimpl
+def register_backends(register):
+    _good.register_backends(register)
+
+
+@hookimpl
+def register_quantizers(register):
+    _good.register_quantizers(register)

@@ -1,0 +1,61 @@
+"""The public API for plugin authors: everything a plugin may import, and nothing else.
+
+    from toolkit.api import hookimpl, Backend, Session, Availability, TensorSpec
+
+Names here keep their meaning across minor versions; every change is listed in docs/plugin-api-changes.md.
+Importing this module imports no ML framework.
+"""
+
+from .artifact import Artifact, Manifest, library_versions, sha256_file
+from .calibration import calibration_record, checked_calibration
+from .child import report_phase, report_progress
+from .errors import (CheckFailedError, ConversionError, DataUnavailableError, MissingRuntimeError, ModelFileError,
+                     ToolkitError, UnknownNameError, UsageError, first_line)
+from .hookspecs import hookimpl
+from .interfaces import (TASKS, Availability, Backend, BackendOptions, ConversionOptions, ConversionResult,
+                         Converter, Dataset, Model, ModelFormat, PluginOption, Quantizer, Runner, Session, Target,
+                         TrainingResult)
+from .records import BenchFailure, BenchRecord, BenchRequest
+from .specs import Quantization, TensorSpec
+
+API_VERSION = 1
+
+
+def registries():
+    """Everything the loaded plugins registered (e.g. registries().datasets.get(name) inside a model's train)."""
+    from . import plugins
+
+    return plugins.registries()
+
+
+def model_format(name: str) -> ModelFormat:
+    """The registered format `name` (e.g. to read a .tflite's specs from a converter: read_specs(path))."""
+    from . import formats
+
+    return formats.get(name)
+
+
+def read_specs(path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """(inputs, outputs) of any model file, through the format plugin that recognises it."""
+    from . import formats
+
+    return formats.read_specs(path)
+
+
+__all__ = [
+    "API_VERSION",
+    # hooks
+    "hookimpl",
+    # interfaces
+    "ModelFormat", "Dataset", "Model", "Converter", "Quantizer", "Backend", "Session", "Target", "Runner",
+    "TASKS",
+    # records the interfaces exchange
+    "Availability", "PluginOption", "ConversionOptions", "ConversionResult", "TrainingResult", "BackendOptions",
+    "TensorSpec", "Quantization", "Artifact", "Manifest", "BenchRequest", "BenchRecord", "BenchFailure",
+    # errors
+    "ToolkitError", "UsageError", "UnknownNameError", "ModelFileError", "MissingRuntimeError",
+    "DataUnavailableError", "ConversionError", "CheckFailedError",
+    # helpers
+    "library_versions", "sha256_file", "first_line", "report_phase", "report_progress", "calibration_record",
+    "checked_calibration", "model_format", "read_specs", "registries",
+]

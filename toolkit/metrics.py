@@ -1,0 +1,101 @@
+"""Task metrics (top-1 for classifiers, MAE/RMSE for regression) and the parity rules that decide whether a
+converted or quantized model still computes what its source computes. Pure functions over numpy arrays."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+# fp32 artifacts must give the source's outputs: different kernels reorder float sums, nothing more.
+TOLERANCES = {"fp32": (1e-4, 1e-4), "fp16": (2e-2, 2e-2)}  # precision: (rtol, atol)
+# A quantized classifier must pick the same class as its source on at least this share of real inputs.
+QUANTIZED_MIN_TOP1_AGREEMENT = 0.97
+# Any other quantized output: its error may be at most this share of the spread of the source's values.
+QUANTIZED_MAX_NRMSE = 0.1
+
+
+def per_sample(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return a.reshape(len(a), -1) if a.ndim else a.reshape(1, 1)
+
+
+def task_metrics(task: str, output: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Sums over one batch, to be combined by finish_metrics: classification counts correct top-1 answers;
+    regression sums absolute and squared errors."""
+    out = per_sample(np.asarray(output, dtype=np.float64))
+    if task == "classification":
+        return {"correct": float((out.argmax(axis=1) == np.asarray(targets).reshape(-1)).sum()), "n": float(len(out))}
+    y = per_sample(np.asarray(targets, dtype=np.float64))
+    if y.shape != out.shape:
+        raise ValueError(f"targets of shape {list(y.shape)} do not fit outputs of shape {list(out.shape)}")
+    err = out - y
+    return {"abs": float(np.abs(err).sum()), "sq": float((err ** 2).sum()), "count": float(err.size),
+            "n": float(len(out))}
+
+
+def finish_metrics(task: str, sums: Mapping[str, float]) -> dict[str, Any]:
+    n = int(sums.get("n", 0))
+    if task == "classification":
+        return {"top1": sums["correct"] / n if n else None, "samples": n}
+    count = sums.get("count", 0)
+    return {"mae": sums["abs"] / count if count else None,
+            "rmse": float(np.sqrt(sums["sq"] / count)) if count else None, "samples": n}
+
+
+def add_sums(total: dict[str, float], part: Mapping[str, float]) -> None:
+    for k, v in part.items():
+        total[k] = total.get(k, 0.0) + v
+
+
+def headline(task: str | None, evaluation: Mapping[str, Any] | None) -> tuple[str, float] | None:
+    """The one number a table shows for an evaluation: ("top1", 0.88) or ("rmse", 0.3)."""
+    if not evaluation:
+        return None
+    for key in ("top1", "rmse", "mae"):
+        if evaluation.get(key) is not None:
+            return key, float(evaluation[key])
+    return None
+
+
+def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], task: str | None,
+                    precision: str) -> dict[str, Any]:
+    """Compare every output of a candidate with its source's, by the rule for the task and precision."""
+    missing = sorted(set(reference) - set(candidate))
+    if missing:
+        return {"passed": False, "rule": "same outputs", "outputs": {}, "top1_agreement": None,
+                "max_abs_diff": None, "missing": missing}
+    per_output: dict[str, dict[str, Any]] = {}
+    exact = precision in TOLERANCES
+    rtol, atol = TOLERANCES.get(precision, TOLERANCES["fp32"])
+    rules = set()
+    for name, ref in reference.items():
+        ref2, got2 = per_sample(np.asarray(ref, np.float64)), per_sample(np.asarray(candidate[name], np.float64))
+        if ref2.shape != got2.shape:
+            per_output[name] = {"passed": False, "why": f"shape {list(got2.shape)} != {list(ref2.shape)}"}
+            continue
+        diff = np.abs(ref2 - got2)
+        item: dict[str, Any] = {"max_abs_diff": float(diff.max()) if diff.size else 0.0}
+        if ref2.shape[1] > 1 and task in (None, "classification"):
+            item["top1_agreement"] = round(float((ref2.argmax(1) == got2.argmax(1)).mean()), 5)
+        if exact:
+            item["passed"] = bool(np.allclose(got2, ref2, rtol=rtol, atol=atol))
+            rules.add(f"allclose(rtol={rtol}, atol={atol})")
+        elif "top1_agreement" in item:
+            item["passed"] = item["top1_agreement"] >= QUANTIZED_MIN_TOP1_AGREEMENT
+            rules.add(f"top-1 agreement >= {QUANTIZED_MIN_TOP1_AGREEMENT}")
+        else:
+            spread = float(ref2.std()) or 1.0
+            item["nrmse"] = round(float(np.sqrt(((ref2 - got2) ** 2).mean())) / spread, 5)
+            item["passed"] = item["nrmse"] <= QUANTIZED_MAX_NRMSE
+            rules.add(f"error <= {QUANTIZED_MAX_NRMSE} x the source's spread")
+        per_output[name] = item
+    agreements = [o["top1_agreement"] for o in per_output.values() if "top1_agreement" in o]
+    diffs = [o["max_abs_diff"] for o in per_output.values() if "max_abs_diff" in o]
+    return {
+        "passed": all(o.get("passed") for o in per_output.values()),
+        "rule": "; ".join(sorted(rules)) or "same shapes",
+        "outputs": per_output,
+        "top1_agreement": min(agreements) if agreements else None,
+        "max_abs_diff": max(diffs) if diffs else None,
+    }
