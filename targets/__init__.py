@@ -23,7 +23,7 @@ def host_target() -> Target:
     """This machine, detected: architecture, cores, RAM, ISA flags and installed runtimes."""
     from importlib import metadata
 
-    from toolkit.benchmark.protocol import cpu_info, ram_mb
+    from toolkit.api import host_environment
 
     runtimes = {}
     for dist in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "tensorflow-cpu",
@@ -32,9 +32,9 @@ def host_target() -> Target:
             runtimes[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
-    info = cpu_info()
-    return Target(name="host", description=f"this machine: {info['cpu']}", arch=platform.machine(),
-                  isa=info["isa"], cores=os.cpu_count(), ram_mb=ram_mb(), runtimes=runtimes,
+    env = host_environment()
+    return Target(name="host", description=f"this machine: {env['cpu']}", arch=platform.machine(),
+                  isa=env["isa"], cores=os.cpu_count(), ram_mb=env["ram_mb"], runtimes=runtimes,
                   connection={"kind": "local"}, python=os.environ.get("TOOLKIT_PYTHON", "python3"), detected=True)
 
 

@@ -108,8 +108,8 @@ def test_batch_sizes_fill_a_dynamic_batch_dimension(artifacts):
 def test_onnx_with_several_inputs_and_dynamic_dimensions(onnx_multi):
     proc, results = bench_json(str(onnx_multi), "--runs", "5")
     assert proc.returncode == 2
-    assert results[0]["error"] == ("input 'ids' has dynamic dimensions [N, seq]. "
-                                   "Give them with --shape ids=1x<seq>")
+    assert results[0]["error"] == ("multi.onnx on onnxruntime: inputs 'ids' [N, seq], 'mask' [N, seq] have dynamic "
+                                   "dimensions. Give them with --shape ids=1x<seq> --shape mask=1x<seq>")
     proc, results = bench_json(str(onnx_multi), "--batch", "4", "--shape", "ids=4x16", "--shape", "mask=4x16",
                                "--runs", "5")
     assert proc.returncode == 0, proc.stderr

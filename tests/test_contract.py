@@ -172,7 +172,7 @@ def test_backend_options_reach_the_backend_and_bad_ones_stop_before_any_run(tiny
     proc, results = bench_json(str(tiny), "-o", "graph_optimization=basic", "--runs", "5")
     assert proc.returncode == 0, proc.stderr
     proc, _ = bench_json(str(tiny), "-o", "graph_optimisation=basic")
-    assert proc.returncode == 2 and "no backend in this run has the option 'graph_optimisation'" in proc.stderr
+    assert proc.returncode == 2 and "has the option 'graph_optimisation'" in proc.stderr
     proc, _ = bench_json(str(tiny), "-o", "onnxruntime.graph_optimization=fastest")
     assert proc.returncode == 2 and "not one of disabled, basic, extended, all" in proc.stderr
 
@@ -307,3 +307,27 @@ def test_registering_through_the_api_checks_types_in_process():
         assert "copy-int8" in loaded.registries.quantizers
         with pytest.raises(UsageError, match="unknown backend 'wrong-shap'"):
             loaded.registries.backends.get("wrong-shap")
+
+
+def test_a_result_that_changes_the_answers_is_never_published_under_its_name(tiny_with_manifest):
+    out = tiny_with_manifest.with_name("scrambled.onnx")
+    proc = run_cli("quantize", str(tiny_with_manifest), "--scheme", "scramble8", "--output", str(out), env=CONTRACT)
+    assert proc.returncode == 1
+    assert "'scrambled.onnx' does not match its source 'tiny.onnx' on tiny-tabular:test[:400]" in proc.stderr
+    assert "kept as scrambled.failed.onnx" in proc.stderr
+    assert not out.exists() and not manifest_path(out).exists()
+    kept = json.loads(manifest_path(out.with_name("scrambled.failed.onnx")).read_text())
+    assert kept["metrics"]["parity"]["passed"] is False
+    assert not [p for p in out.parent.iterdir() if ".partial" in p.name]  # no working file left behind
+
+
+def test_the_core_writes_the_manifest_with_specs_read_from_the_file(tiny_with_manifest):
+    proc = run_cli("quantize", str(tiny_with_manifest), "--quantizer", "onnxruntime-qdq", "--format", "json",
+                   env=CONTRACT)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)["manifest"]
+    assert [i["name"] for i in manifest["inputs"]] == ["x"] and [o["name"] for o in manifest["outputs"]] == ["y"]
+    assert manifest["producer"]["plugin"] == "onnxruntime" and manifest["task"] == "classification"
+    assert manifest["source"]["sha256"] == sha256_file(tiny_with_manifest)
+    assert "QuantizeLinear" in manifest["extra"]["ops"]  # what the ONNX format plugin's describe() adds
+    assert manifest["sha256"] == sha256_file(tiny_with_manifest.with_name("tiny_int8.onnx"))

@@ -32,7 +32,7 @@ def test_a_corrupt_model_file(tmp_path, invoke):
     bad.write_bytes(b"\x00" * 4 + b"TFL3" + b"\xff" * 200)
     result = invoke("bench", str(bad))
     assert result.exit_code == 2
-    assert "cannot load" in one_line_error(result)
+    assert "model.tflite on tflite:" in one_line_error(result) and "is not a valid tflite file" in result.stderr
 
 
 def test_a_file_that_is_not_a_model(tmp_path, invoke):
@@ -40,8 +40,8 @@ def test_a_file_that_is_not_a_model(tmp_path, invoke):
     bad.write_text("<html>rate limited</html>")
     result = invoke("bench", str(bad))
     assert result.exit_code == 2
-    assert one_line_error(result) == (f"Error: '{bad}' is not a valid ONNX file (it does not start with an ONNX "
-                                      "header). Re-export the model, or check that the download finished")
+    assert one_line_error(result) == (f"Error: model.onnx: '{bad}' is not a valid onnx file (it does not start "
+                                      "the way onnx files do). Re-export the model, or check that the download finished")
 
 
 def test_a_malformed_tflite_operator_is_refused_or_contained(artifacts, tmp_path):
@@ -76,8 +76,8 @@ def test_a_missing_runtime_names_the_pip_extra(artifacts):
     proc = run_cli("bench", str(artifacts["tflite"]), "--backend", "npu-sim",
                    env={"TOOLKIT_PLUGIN_MODULES": "missing_runtime_plugin"})
     assert proc.returncode == 2
-    assert one_line_error(proc) == ("Error: the npu-sim runtime is not installed (the npu_sim module is not "
-                                    "installed). Install it with: pip install 'edge-toolkit[npu]'")
+    assert one_line_error(proc) == ("Error: cnn.tflite on npu-sim: the npu-sim runtime is not installed (the npu_sim "
+                                    "module is not installed). Install it with: pip install 'edge-toolkit[npu]'")
 
 
 def test_wrong_input_shape_from_an_npz(artifacts, tmp_path, invoke):
@@ -103,8 +103,8 @@ def test_a_dataset_that_does_not_fit_the_model(artifacts, monkeypatch, tmp_path,
     monkeypatch.setenv("TOOLKIT_FASHION_MNIST_DIR", str(folder))
     result = invoke("bench", str(artifacts["tflite"]), "--dataset", "fashion-mnist", "--runs", "5")
     assert result.exit_code == 2
-    assert "dataset 'fashion-mnist' gives inputs of shape [28, 28, 1], the model wants [8, 8, 1]" in \
-        one_line_error(result)
+    assert ("cnn.tflite on tflite: dataset 'fashion-mnist' gives 'image' of shape [28, 28, 1] per sample, the model "
+            "wants [8, 8, 1]") in one_line_error(result)
 
 
 def test_conflicting_flags_are_refused(artifacts, tmp_path, invoke):
@@ -147,10 +147,9 @@ def test_a_backend_that_dies_by_a_signal_is_contained_and_the_others_carry_on(ar
     assert proc.returncode == 1
     crashed, ok = results
     assert crashed["status"] == "error" and crashed["exit_code"] == 1
-    assert crashed["error"].startswith(f"backend segfault crashed while loading {artifacts['tflite']} "
-                                       "(signal 11, SIGSEGV)")
+    assert crashed["error"].startswith("cnn.tflite on segfault: crashed while loading the model (signal 11, SIGSEGV)")
     assert ok["status"] == "ok" and ok["backend"] == "tflite"
-    assert f"Error: backend segfault crashed while loading" in proc.stderr
+    assert "Error: cnn.tflite on segfault: crashed while loading" in proc.stderr
 
 
 def test_a_child_that_runs_past_its_timeout_is_killed():
@@ -184,14 +183,15 @@ def test_inputs_that_are_not_an_npz(artifacts, tmp_path, invoke):
     inputs.write_text("x,y\n1,2\n")
     result = invoke("bench", str(artifacts["onnx"]), "--inputs", str(inputs))
     assert result.exit_code == 2
-    assert one_line_error(result) == f"Error: '{inputs}' is not an .npz file. Save inputs with numpy.savez(path, name=array)"
+    assert one_line_error(result) == (f"Error: cnn.onnx on onnxruntime: '{inputs}' is not an .npz file. Save inputs "
+                                      "with numpy.savez(path, name=array)")
 
 
 def test_traceback_on_a_failing_pair_shows_the_childs_stack(artifacts):
     proc = run_cli("--traceback", "bench", str(artifacts["tflite"]), "--backend", "segfault", "--runs", "3",
                    env={"TOOLKIT_PLUGIN_MODULES": "segfault_backend"})
     assert proc.returncode == 1
-    assert proc.stderr.rstrip().splitlines()[-1].startswith("Error: backend segfault crashed while loading")
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("Error: cnn.tflite on segfault: crashed while loading")
     bad = run_cli("--traceback", "bench", str(artifacts["onnx"]), "--batch", "2", "--shape", "nope=1x2")
     assert bad.returncode == 2 and "Traceback" in bad.stderr and "--shape names no input" in bad.stderr
 

@@ -14,7 +14,7 @@ from toolkit.hookspecs import hookimpl
 
 from conftest import run_cli
 
-BUILTINS = {"keras", "tflite", "onnxruntime", "reference", "targets"}
+BUILTINS = {"core", "formats", "keras", "tflite", "onnxruntime", "reference", "targets"}
 
 
 def make_broken_distribution(folder: Path) -> Path:
@@ -66,13 +66,15 @@ def test_cli_shows_a_broken_plugin_as_failed_and_still_benchmarks(tmp_path, arti
 
 def test_allowlist_loads_only_the_named_plugins(monkeypatch):
     monkeypatch.setenv("TOOLKIT_LOAD_PLUGINS", "tflite,targets")
-    assert set(records_by_name()) == {"tflite", "targets"}
+    assert set(records_by_name()) == {"core", "tflite", "targets"}  # the core's own local runner is always there
     assert plugins.registries().backends.names() == ["tflite"]
+    assert plugins.registries().runners.names() == ["local"]
 
 
 def test_an_empty_allowlist_loads_no_plugin(monkeypatch):
     monkeypatch.setenv("TOOLKIT_LOAD_PLUGINS", "")
-    assert plugins.loaded().records == []
+    assert [r.name for r in plugins.loaded().records] == ["core"]
+    assert plugins.registries().formats.names() == [] and plugins.registries().backends.names() == []
 
 
 def test_deny_list_blocks_a_plugin(monkeypatch):

@@ -59,6 +59,6 @@ def test_plugins_load_without_tensorflow_and_say_what_is_missing(runtime_venv):
     assert proc.returncode == 0, proc.stderr
     plugins = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
     assert all(p["status"] == "ok" for p in plugins.values())
-    assert "pip install 'edge-toolkit[keras]'" in plugins["keras"]["backends_available"]["keras"]
-    assert "pip install 'edge-toolkit[reference]'" in plugins["reference"]["backends_available"]["reference"]
-    assert plugins["tflite"]["backends_available"] == {"tflite": None}
+    assert "pip install 'edge-toolkit[keras]'" in plugins["keras"]["items"]["backends/keras"]["unavailable"]
+    assert "pip install 'edge-toolkit[reference]'" in plugins["reference"]["items"]["backends/reference"]["unavailable"]
+    assert "unavailable" not in plugins["tflite"]["items"]["backends/tflite"]

@@ -21,6 +21,13 @@ from .specs import Quantization, TensorSpec
 API_VERSION = 1
 
 
+def host_environment() -> dict:
+    """This machine as a benchmark record describes it: cpu, isa flags, arch, cores, ram_mb, os, python."""
+    from .benchmark.protocol import environment
+
+    return environment()
+
+
 def registries():
     """Everything the loaded plugins registered (e.g. registries().datasets.get(name) inside a model's train)."""
     from . import plugins
@@ -57,5 +64,5 @@ __all__ = [
     "DataUnavailableError", "ConversionError", "CheckFailedError",
     # helpers
     "library_versions", "sha256_file", "first_line", "report_phase", "report_progress", "calibration_record",
-    "checked_calibration", "model_format", "read_specs", "registries",
+    "checked_calibration", "model_format", "read_specs", "registries", "host_environment",
 ]

@@ -56,7 +56,7 @@ def detect(path: str | os.PathLike) -> str:
             return fmt.name
     if by_suffix:
         fmt = by_suffix[0]
-        raise ModelFileError(f"'{p}' is not a valid {fmt.name} file (its first bytes are not a {fmt.name} header)",
+        raise ModelFileError(f"'{p}' is not a valid {fmt.name} file (it does not start the way {fmt.name} files do)",
                              "Re-export the model, or check that the download finished")
     if len(matches) == 1:
         return matches[0].name

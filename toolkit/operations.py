@@ -17,7 +17,7 @@ import numpy as np
 from . import atomic, formats, plugins
 from .artifact import Artifact, Manifest, library_versions, manifest_path, sha256_file
 from .child import run_in_child
-from .errors import CheckFailedError, UnknownNameError, UsageError
+from .errors import CheckFailedError, ToolkitError, UnknownNameError, UsageError
 from .interfaces import ConversionOptions, ConversionResult, Converter, Quantizer
 from .metrics import compare_outputs
 from .options import resolve_options
@@ -105,10 +105,9 @@ def default_output(source: Path, target_format: str, precision: str) -> Path:
 
 
 def _check_output(source: Artifact, output: Path, target_format: str) -> Path:
-    output = formats.check_output_name(output, target_format)
     if output.resolve() == source.path.resolve():
         raise UsageError(f"--output '{output}' would overwrite the source model", "Pick another output path")
-    return output
+    return formats.check_output_name(output, target_format)
 
 
 def _working_path(output: Path) -> Path:
@@ -150,9 +149,13 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
     item = choice.item
     work = _working_path(output)
     try:
-        made = run_in_child("toolkit.operations:step_in_child", kind=kind, name=item.name, source=str(source.path),
-                            output=str(work), scheme=scheme, calibration=calibration, samples=samples, seed=seed,
-                            extra=extra)
+        try:
+            made = run_in_child("toolkit.operations:step_in_child", kind=kind, name=item.name,
+                                source=str(source.path), output=str(work), scheme=scheme, calibration=calibration,
+                                samples=samples, seed=seed, extra=extra)
+        except ToolkitError as e:  # name the step, so the line says which model and which plugin it belongs to
+            e.message = f"{source.path.name} -> {output.name} ({_role(kind)} {item.name}): {e.message}"
+            raise
         result = ConversionResult.from_dict(made["result"])
         regs = plugins.registries()
         owner = (regs.converters if kind == "convert" else regs.quantizers).owner(item.name)
@@ -175,6 +178,10 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
     finally:
         work.unlink(missing_ok=True)
     return Artifact(output, manifest, format_name=made["format"])
+
+
+def _role(kind: str) -> str:
+    return "converter" if kind == "convert" else "quantizer"
 
 
 def _parity_text(parity: Mapping[str, Any]) -> str:
@@ -202,7 +209,7 @@ def _derived_manifest(source: Artifact, output: Path, work: Path, made: dict[str
         inputs=specs_from_dicts(made["inputs"]),
         outputs=specs_from_dicts(made["outputs"]),
         source={"file": source.path.name, "sha256": sha256_file(source.path), "format": source.format},
-        producer={"plugin": owner, kind + "er" if kind == "convert" else "quantizer": name,
+        producer={"plugin": owner, _role(kind): name,
                   "plugin_version": _plugin_version(owner)},
         versions={**library_versions("edge-toolkit"), **result.versions},
         quantization=result.quantization,

@@ -128,12 +128,16 @@ def load_plugins(extra_plugins: list[tuple[str, object]] | None = None) -> Loade
             record.status, record.error = "failed", _error_text(exc)
 
     for name, plugin in extra_plugins or []:
-        record = PluginRecord(name, module=getattr(plugin, "__name__", type(plugin).__module__))
+        taken = {r.name for r in records}
+        record = PluginRecord(name if name not in taken else f"{name} (again)",
+                              module=getattr(plugin, "__name__", type(plugin).__module__))
         records.append(record)
         _register_one(pm, plugin, record)
 
     registries = Registries()
-    by_name = {r.name: r for r in records}
+    by_name: dict[str, PluginRecord] = {}
+    for r in records:  # the first record of a name is the plugin pluggy knows by it
+        by_name.setdefault(r.name, r)
     for kind in KINDS:
         registry = registries.kinds()[kind.name]
         for impl in getattr(pm.hook, kind.hook).get_hookimpls():

@@ -12,7 +12,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 import click
 
 from .errors import UnknownNameError, UsageError
-from .interfaces import Backend, Converter, Dataset, Model, ModelFormat, Quantizer, Runner, Target
+from .interfaces import TASKS, Backend, Converter, Dataset, Model, ModelFormat, Quantizer, Runner, Target
 
 T = TypeVar("T")
 
@@ -48,12 +48,15 @@ def check_item(kind: Kind, item: Any) -> None:
     if isinstance(item, type):
         raise TypeError(f"{kind.hook} got the class {item.__name__}, not an instance: call register({item.__name__}())")
     if not isinstance(item, kind.interface):
-        raise TypeError(f"{kind.hook} got {_describe(item)}, not a {kind.interface.__module__}."
-                        f"{kind.interface.__qualname__}")
+        where = "click" if kind.interface.__module__.startswith("click") else "toolkit.api"
+        raise TypeError(f"{kind.hook} got {_describe(item)}, not a {where}.{kind.interface.__qualname__}")
     for attr in kind.required:
         value = getattr(item, attr, None)
         if value is None or (isinstance(value, (str, tuple, list, set, frozenset)) and len(value) == 0):
             raise TypeError(f"{kind.hook} got a {type(item).__name__} without `{attr}`")
+    task = getattr(item, "task", None)
+    if isinstance(item, (Model, Dataset)) and task not in TASKS:
+        raise TypeError(f"{kind.hook} got a {type(item).__name__} whose task {task!r} is not one of {', '.join(TASKS)}")
     name = getattr(item, "name")
     if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
         raise TypeError(f"{kind.hook} got a {type(item).__name__} whose name {name!r} is not a word")

@@ -115,7 +115,9 @@ def assert_backend_conforms(backend: Backend, model: str | Path, batches: Sequen
     """
     artifact = Artifact.open(model)
     declared_in, declared_out = formats.read_specs(artifact.path, artifact.format)
-    session = backend.load(artifact, BackendOptions(extra=dict(options or {})))
+    from .options import resolve_options
+
+    session = backend.load(artifact, BackendOptions(extra=resolve_options(backend, dict(options or {}))))
     where = f"{backend.name} on {artifact.path.name}"
     for what, theirs, ours in (("input", session.input_specs, declared_in), ("output", session.output_specs,
                                                                             declared_out)):

@@ -16,8 +16,7 @@ from tflite.Model import Model
 from tflite.Operator import Operator
 from tflite.SubGraph import SubGraph
 
-from toolkit.errors import ModelFileError
-from toolkit.specs import Quantization, TensorSpec
+from toolkit.api import ModelFileError, Quantization, TensorSpec
 
 _IDENTIFIER = b"TFL3"
 _SCHEMA_VERSION = 3  # the only one LiteRT loads

@@ -71,7 +71,7 @@ class OnnxRuntimeBackend(Backend):
     options = (
         PluginOption("graph_optimization", str, "all", "ORT graph optimisation level",
                      ("disabled", "basic", "extended", "all")),
-        PluginOption("inter_op_threads", int, None, "threads between independent nodes (default: ORT's)"),
+        PluginOption("inter_op_threads", int, None, "threads between independent nodes (None: ORT's own)"),
     )
 
     def available(self) -> Availability:

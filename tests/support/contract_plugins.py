@@ -154,6 +154,23 @@ def register_backends(register):
     _good.register_backends(register)
 
 
+class ScrambleQuantizer(Quantizer):
+    """Writes a different model than it was given: the core's parity check must refuse to publish it."""
+
+    name = "scrambler"
+    source_formats = ("onnx",)
+    target_format = "onnx"
+    schemes = ("scramble8",)
+    needs_calibration = False
+
+    def quantize(self, source, output: Path, scheme: str, options) -> ConversionResult:
+        from toolkit.testing import tiny_onnx_model
+
+        tiny_onnx_model(output, seed=7)
+        return ConversionResult(precision="fp32")
+
+
 @hookimpl
 def register_quantizers(register):
     _good.register_quantizers(register)
+    register(ScrambleQuantizer())

@@ -107,8 +107,13 @@ def run_pair(request: BenchRequest, timeout_s: float = PAIR_TIMEOUT_S) -> Record
         runner = plugins.registries().runners.get(request.runner)
     except ToolkitError as e:
         return failure(request, e)
-    record = runner.run(request.to_dict(), timeout_s)
-    return record_from_dict(record)
+    try:
+        return record_from_dict(runner.run(request.to_dict(), timeout_s))
+    except Exception as e:  # a runner plugin's own bug: this pair fails, the others carry on
+        err = ToolkitError(f"runner {request.runner} failed: {type(e).__name__}: {str(e)[:200]}",
+                           "Report it to the runner plugin's author")
+        err.exit_code = 1
+        return failure(request, err, traceback.format_exc())
 
 
 def plan(models: Iterable[str], backends: list[str], template: BenchRequest,

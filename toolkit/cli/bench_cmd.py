@@ -12,8 +12,8 @@ from .options import plugin_command, plugin_option, note, stdout_console, traceb
 
 
 def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[str, dict[str, str]]:
-    """`-o KEY=VALUE` for each backend: `-o tflite.xnnpack=false` targets one backend; a plain key goes to every
-    backend that declares it, and a key that no backend in the run declares is refused."""
+    """`-o KEY=VALUE` for each backend of the run (`backends`): `-o tflite.xnnpack=false` targets one backend; a
+    plain key goes to every backend of the run that declares it. A key no backend of the run takes is refused."""
     from .. import plugins
     from ..errors import UnknownNameError
 
@@ -24,15 +24,17 @@ def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[st
         if dot:
             if owner not in regs:
                 raise UnknownNameError("backend", owner, regs.names())
+            if owner not in backends:
+                raise UsageError(f"-o {key}: backend {owner} is not in this run (it runs {', '.join(backends)})",
+                                 "Drop the option, or add the backend with --backend")
             targets = [owner]
         else:
             option = key
-            targets = [b for b in (backends or regs.names()) if b in regs
-                       and any(o.name == option for o in regs.get(b).options)]
+            targets = [b for b in backends if any(o.name == option for o in regs.get(b).options)]
             if not targets:
-                declared = sorted({f"{b.name}.{o.name}" for b in regs for o in b.options})
-                raise UsageError(f"no backend in this run has the option '{key}'",
-                                 f"Backend options: {', '.join(declared) or 'none'}")
+                declared = sorted({f"{b}.{o.name}" for b in backends for o in regs.get(b).options})
+                raise UsageError(f"no backend in this run ({', '.join(backends)}) has the option '{key}'",
+                                 f"Their options: {', '.join(declared) or 'none'}")
         for name in targets:
             per.setdefault(name, {})[option] = value
     return per
@@ -103,14 +105,15 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
     regs.runners.get(runner)
     for name in backends:
         regs.backends.get(name)
-    per_backend = split_backend_options(parse_pairs(plugin_options), list(backends))
-    for name, given in per_backend.items():
-        resolve_options(regs.backends.get(name), given)  # refuse a bad value before any child starts
+    pairs = parse_pairs(plugin_options)
     template = BenchRequest(model="", backend="", provider=provider, threads=threads, batch=batch,
                             shapes={k: list(v) for k, v in parse_shape_overrides(shapes).items()},
                             inputs=str(inputs_file) if inputs_file else None, runs=runs, warmup=warmup,
                             max_seconds=max_seconds, dataset=dataset, runner=runner)
     requests, problems = plan([str(m) for m in models], list(backends), template, every_capable=all_backends)
+    per_backend = split_backend_options(pairs, sorted({req.backend for req in requests})) if pairs else {}
+    for name, given in per_backend.items():
+        resolve_options(regs.backends.get(name), given)  # refuse a bad value before any child starts
     for req in requests:
         req.options = per_backend.get(req.backend, {})
     err_console = Console(stderr=True)

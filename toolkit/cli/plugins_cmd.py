@@ -55,8 +55,8 @@ def plugins(verbose: bool, fmt: str) -> None:
                 lines.append(f"[yellow]{escape(key.split('/')[1])} unavailable ({escape(info['unavailable'])})[/]")
             if verbose:
                 details = [f"priority {info['priority']}"] if info.get("priority") is not None else []
-                details += [f"-o {o['name']}={o['type']} (default {o['default']}): {o['help']}"
-                            for o in info["options"]]
+                details += [f"-o {o['name']}={'|'.join(o['choices']) if o['choices'] else o['type']} "
+                            f"(default {o['default']}): {o['help']}" for o in info["options"]]
                 if details:
                     lines.append(f"  {escape(key)}: " + escape("; ".join(details)))
         table.add_row(escape(r["name"]), escape(r["version"] or ""), status, "\n".join(l for l in lines if l))
