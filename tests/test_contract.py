@@ -45,7 +45,7 @@ def test_a_dataset_registered_as_a_backend_fails_its_plugin_at_load_time_naming_
         record = {r.name: r for r in loaded.records}["slip"]
         assert record.status == "failed"
         assert "register_backends got a TinyTabular" in record.error
-        assert "toolkit.interfaces.Backend" in record.error
+        assert "not a toolkit.api.Backend" in record.error
         assert "tiny-tabular" not in loaded.registries.datasets and "tiny-tabular" not in loaded.registries.backends
 
 

@@ -99,7 +99,7 @@ def test_manifests_record_provenance_and_quantization(artifacts):
     assert "tf2onnx" in onnx32.versions
 
 
-def test_a_conversion_that_changes_the_answers_fails_loudly_and_keeps_the_file(artifacts, tmp_path):
+def test_an_artifact_checked_against_another_source_fails_loudly(artifacts, tmp_path):
     # Train a second, different model and check the first one's artifact against it: the answers differ.
     other = tmp_path / "other"
     operations.train("cnn", "digits", 1, other, seed=123)
@@ -110,5 +110,4 @@ def test_a_conversion_that_changes_the_answers_fails_loudly_and_keeps_the_file(a
         operations.verify_against_source(Artifact.open(candidate), Artifact.open(other / "cnn.keras"))
     assert err.value.exit_code == 1
     assert "does not match its source" in err.value.one_line()
-    assert candidate.exists()
-    assert Artifact.open(candidate).manifest.metrics["parity"]["passed"] is False
+    assert candidate.exists()  # an existing file is only checked; publishing is where failures are kept aside

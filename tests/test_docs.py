@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from toolkit import hookspecs
 from toolkit.cli import BUILTIN_COMMANDS, cli
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 PLUGIN_GUIDE = DOCS / "writing-a-backend-plugin.md"
 
 
@@ -65,3 +66,66 @@ def test_top_level_help_lists_every_builtin_command():
     assert result.exit_code == 0, result.output
     for name in BUILTIN_COMMANDS:
         assert f"  {name} " in result.output, f"{name} is missing from `toolkit --help`"
+
+
+PLUGIN_SOURCES = [ROOT / "plugins", ROOT / "targets", ROOT / "examples"]
+
+
+def _toolkit_imports(text: str) -> set[str]:
+    """Every toolkit module a piece of Python imports (from toolkit.X import ... / import toolkit.X)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "toolkit":
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "toolkit")
+    return found
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    import re
+
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+
+
+@pytest.mark.parametrize("path", sorted(p for folder in PLUGIN_SOURCES for p in folder.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_import_only_the_public_api(path):
+    allowed = {"toolkit.api", "toolkit.testing"}
+    assert _toolkit_imports(path.read_text(encoding="utf-8")) <= allowed, \
+        f"{path.relative_to(ROOT)} imports toolkit internals: plugins may use only toolkit.api"
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS.glob("*.md")), ids=lambda p: p.name)
+def test_code_in_the_docs_compiles_and_imports_only_the_public_api(doc):
+    for block in _python_blocks(doc.read_text(encoding="utf-8")):
+        compile(block, str(doc), "exec")
+        assert _toolkit_imports(block) <= {"toolkit.api", "toolkit.testing"}, (doc.name, block[:200])
+
+
+def test_the_plugin_guide_covers_every_interface_of_the_public_api():
+    import toolkit.api as api
+
+    text = PLUGIN_GUIDE.read_text(encoding="utf-8")
+    for name in ("ModelFormat", "Dataset", "Model", "Converter", "Quantizer", "Backend", "Session", "Runner",
+                 "Availability", "PluginOption", "ConversionResult", "TrainingResult", "TensorSpec"):
+        assert name in api.__all__
+        assert f"`{name}`" in text or f"{name}(" in text, f"{name} is not explained in {PLUGIN_GUIDE.name}"
+
+
+def test_every_public_name_exists():
+    import toolkit.api as api
+
+    missing = [name for name in api.__all__ if not hasattr(api, name)]
+    assert not missing, missing
+
+
+def test_the_documented_builtin_priorities_are_the_real_ones():
+    from toolkit import plugins
+
+    text = PLUGIN_GUIDE.read_text(encoding="utf-8")
+    for backend in plugins.registries().backends:
+        if backend.name in ("tflite", "onnxruntime", "keras", "reference"):
+            assert f"`{backend.name}`" in text and str(backend.priority) in text

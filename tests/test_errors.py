@@ -32,7 +32,7 @@ def test_a_corrupt_model_file(tmp_path, invoke):
     bad.write_bytes(b"\x00" * 4 + b"TFL3" + b"\xff" * 200)
     result = invoke("bench", str(bad))
     assert result.exit_code == 2
-    assert "model.tflite on tflite:" in one_line_error(result) and "is not a valid tflite file" in result.stderr
+    assert "model.tflite on tflite:" in one_line_error(result) and "is not a valid tflite file" in result.stderr.lower()
 
 
 def test_a_file_that_is_not_a_model(tmp_path, invoke):

@@ -746,7 +746,7 @@ def test_a_dataset_given_to_the_backends_registry_is_refused_naming_hook_and_cla
         _backends().add(ToyDataset())
     text = str(info.value)
     assert text.startswith("register_backends got a ToyDataset")
-    assert "not a toolkit.interfaces.Backend" in text
+    assert "not a toolkit.api.Backend" in text
 
 
 def test_a_class_instead_of_an_instance_is_refused():

@@ -57,8 +57,8 @@ def default_backend(artifact: Artifact) -> str:
         blocked = sorted({why for why in unavailable.values()})
         why = f"no default backend for {fmt} files is loaded" + (f" ({'; '.join(blocked)})" if blocked else "")
     if named_only:
-        raise UsageError(f"{why}; {', '.join(named_only)} can run it but is never chosen by default",
-                         f"Name it: --backend {named_only[0]}")
+        raise UsageError(f"{why}; {', '.join(named_only)} can run it, but a backend with a priority below 0 is "
+                         "never chosen by default", f"Name it: --backend {named_only[0]}")
     raise UsageError(f"{why}", "Try another --backend or convert the model")
 
 
