@@ -199,13 +199,13 @@ def raw_p50(runtime: str, model: Path, runs: int, warmup: int, threads: int) -> 
 
 def harness_p50(runtime: str, model: Path, runs: int, warmup: int, threads: int) -> float:
     """p50 in us as `toolkit bench --backend RUNTIME --threads N --runs N --warmup N` measures it."""
-    from toolkit.benchmark.measure import BenchRequest
     from toolkit.benchmark.runner import run_pair
+    from toolkit.records import BenchRequest
 
     record = run_pair(BenchRequest(model=str(model), backend=runtime, runs=runs, warmup=warmup, threads=threads))
-    if record.get("status") != "ok":
-        raise RuntimeError(f"harness on {runtime} failed: {record.get('error')}")
-    return record["latency_us"]["p50"]
+    if record.status != "ok":
+        raise RuntimeError(f"harness on {runtime} failed: {record.error}")
+    return record.latency_us["p50"]
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -108,6 +108,13 @@ def test_a_backend_that_returns_wrong_outputs_is_an_error_never_a_number(tiny, b
     assert message in record["error"]
 
 
+def test_answers_for_part_of_a_batch_are_an_error_in_bench_and_evaluation(tiny):
+    proc, results = bench_json(str(tiny), "--backend", "partial", "--batch", "5", "--runs", "5", env=CONTRACT)
+    assert proc.returncode == 1 and "output 'y' has 1 rows for a batch of 5" in results[0]["error"]
+    proc, results = bench_json(str(tiny), "--backend", "partial", "--dataset", "tiny-tabular", env=CONTRACT)
+    assert proc.returncode == 1 and "rows for a batch of 64" in results[0]["error"]
+
+
 def test_a_wrong_shape_with_a_dataset_gives_no_accuracy(tiny):
     proc, results = bench_json(str(tiny), "--backend", "wrong-shape", "--dataset", "tiny-tabular", env=CONTRACT)
     assert proc.returncode == 1 and results[0]["status"] == "error"
@@ -331,3 +338,56 @@ def test_the_core_writes_the_manifest_with_specs_read_from_the_file(tiny_with_ma
     assert manifest["source"]["sha256"] == sha256_file(tiny_with_manifest)
     assert "QuantizeLinear" in manifest["extra"]["ops"]  # what the ONNX format plugin's describe() adds
     assert manifest["sha256"] == sha256_file(tiny_with_manifest.with_name("tiny_int8.onnx"))
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+def test_a_regression_dataset_is_scored_with_mae_and_rmse_not_accuracy(tiny):
+    proc, results = bench_json(str(tiny), "--dataset", "tiny-regression", "--runs", "5", env=CONTRACT)
+    assert proc.returncode == 0, proc.stderr
+    evaluation = results[0]["evaluation"]
+    assert evaluation["task"] == "regression" and "top1" not in evaluation
+    assert evaluation["mae"] == pytest.approx(0.5, abs=1e-5) and evaluation["rmse"] == pytest.approx(0.5, abs=1e-5)
+    assert "rmse 0.5" in run_cli("bench", str(tiny), "--dataset", "tiny-regression", "--runs", "5", env=CONTRACT).stdout
+
+
+def test_a_model_with_two_inputs_is_evaluated_on_the_output_its_dataset_names(tmp_path):
+    from toolkit.testing import tiny_onnx_two_inputs
+
+    model = tiny_onnx_two_inputs(tmp_path / "two.onnx")
+    proc, results = bench_json(str(model), "--shape", "a=1x6", "--shape", "b=1x6", "--dataset", "two-input-sum",
+                               "--runs", "5", env=CONTRACT)
+    assert proc.returncode == 0, proc.stderr
+    assert results[0]["evaluation"]["samples"] == 50 and results[0]["evaluation"]["mae"] < 1e-6
+
+
+def test_a_quantized_regression_model_is_checked_on_every_output_by_its_error(tiny_with_manifest):
+    manifest = json.loads(manifest_path(tiny_with_manifest).read_text())
+    manifest.update(task="regression", extra={"dataset": "tiny-regression"})
+    manifest_path(tiny_with_manifest).write_text(json.dumps(manifest))
+    # Per-tensor weights: on this 4x3 random layer they keep the error at 6% of the spread (per-channel: 12%).
+    proc = run_cli("quantize", str(tiny_with_manifest), "--quantizer", "onnxruntime-qdq", "--samples", "400",
+                   "-o", "per_channel=false", "--format", "json", env=CONTRACT)
+    assert proc.returncode == 0, proc.stderr
+    parity = json.loads(proc.stdout)["manifest"]["metrics"]["parity"]
+    assert parity["rule"] == "error <= 0.1 x the source's spread"
+    assert set(parity["outputs"]) == {"y"} and parity["outputs"]["y"]["nrmse"] < 0.1
+
+
+def test_a_backend_that_answers_for_part_of_a_batch_is_caught(tmp_path):
+    """An output whose first dimension follows the batch must have one row per input row."""
+    import contract_plugins
+
+    class PartialSession(contract_plugins.NumpySession):
+        def run(self, inputs):
+            return {"y": super().run(inputs)["y"][:1]}
+
+    class Partial(contract_plugins.TwistedBackend):
+        name = "partial"
+
+        def load(self, artifact, options):
+            return PartialSession(artifact.path, "")
+
+    from toolkit.testing import assert_backend_conforms
+
+    with pytest.raises(AssertionError, match="output 'y' has 1 rows for a batch of 5"):
+        assert_backend_conforms(Partial(), tiny_onnx_model(tmp_path / "tiny.onnx"), reference=None)

@@ -76,8 +76,8 @@ def test_a_missing_runtime_names_the_pip_extra(artifacts):
     proc = run_cli("bench", str(artifacts["tflite"]), "--backend", "npu-sim",
                    env={"TOOLKIT_PLUGIN_MODULES": "missing_runtime_plugin"})
     assert proc.returncode == 2
-    assert one_line_error(proc) == ("Error: cnn.tflite on npu-sim: the npu-sim runtime is not installed (the npu_sim "
-                                    "module is not installed). Install it with: pip install 'edge-toolkit[npu]'")
+    assert one_line_error(proc) == ("Error: cnn.tflite on npu-sim: the npu-sim runtime is not available: the npu_sim "
+                                    "module is not installed. Install it with: pip install 'edge-toolkit[npu]'")
 
 
 def test_wrong_input_shape_from_an_npz(artifacts, tmp_path, invoke):

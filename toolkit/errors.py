@@ -59,7 +59,7 @@ class MissingRuntimeError(UsageError):
     """A runtime or framework that is not installed; the hint names the pip extra."""
 
     def __init__(self, what: str, extra: str | None, reason: str | None = None):
-        msg = f"{what} is not installed" + (f" ({reason})" if reason else "")
+        msg = f"{what} is not available: {reason}" if reason else f"{what} is not installed"
         hint = (f"Install it with: pip install 'edge-toolkit[{extra}]'" if extra
                 else "Install the runtime its plugin needs (see the plugin's README)")
         super().__init__(msg, hint)

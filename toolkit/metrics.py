@@ -24,6 +24,8 @@ def task_metrics(task: str, output: np.ndarray, targets: np.ndarray) -> dict[str
     """Sums over one batch, to be combined by finish_metrics: classification counts correct top-1 answers;
     regression sums absolute and squared errors."""
     out = per_sample(np.asarray(output, dtype=np.float64))
+    if len(out) != len(targets):
+        raise ValueError(f"{len(out)} answers for {len(targets)} samples")
     if task == "classification":
         return {"correct": float((out.argmax(axis=1) == np.asarray(targets).reshape(-1)).sum()), "n": float(len(out))}
     y = per_sample(np.asarray(targets, dtype=np.float64))

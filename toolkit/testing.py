@@ -134,8 +134,11 @@ def assert_backend_conforms(backend: Backend, model: str | Path, batches: Sequen
         inputs = _inputs_for(session.input_specs, n, 3 + i, seed=i)
         session.resize({k: tuple(v.shape) for k, v in inputs.items()})
         outputs = session.run(inputs)
+        batch = n if session.input_specs and session.input_specs[0].shape[:1] == (None,) else None
+        names = session.input_specs[0].dim_names if session.input_specs else ()
         try:
-            protocol.check_outputs(outputs, [s.to_dict() for s in session.output_specs])
+            protocol.check_outputs(outputs, [s.to_dict() for s in session.output_specs], batch,
+                                   names[0] if names else None)
         except protocol.ProtocolError as e:
             raise AssertionError(f"{where} (batch {n}): {e}") from None
         session.bench_callable(inputs)()  # must run on the preloaded inputs without raising
@@ -153,6 +156,9 @@ def _compare_with_reference(artifact: Artifact, backend: Backend, inputs: dict[s
     if name == backend.name:
         return
     ref_backend = plugins.registries().backends.get(name)
+    if artifact.format not in ref_backend.formats:
+        raise ValueError(f"reference backend {name} runs {', '.join(ref_backend.formats)} files, not "
+                         f"{artifact.format}: pass reference='default' or None")
     ref_session = ref_backend.load(artifact, BackendOptions())
     ref_session.resize({k: tuple(v.shape) for k, v in inputs.items()})
     want = ref_session.run(inputs)

@@ -77,8 +77,11 @@ class OnnxFormat(ModelFormat):
         out: dict[str, Any] = {"opset": opset, "ops": sorted(ops)}
         if ops & QUANTIZED_OPS:
             out["precision"] = "int8"
-        elif any(i.data_type == 10 for i in model.graph.initializer):  # FLOAT16 weights
-            out["precision"] = "fp16"
-        elif model.graph.initializer and all(i.data_type == 1 for i in model.graph.initializer):
-            out["precision"] = "fp32"
+        else:
+            # Weights are the float initializers; int64 ones are shapes and indices, which say nothing.
+            floats = {i.data_type for i in model.graph.initializer} & {1, 10, 11, 16}  # float, fp16, double, bf16
+            if floats == {10}:
+                out["precision"] = "fp16"
+            elif floats == {1}:
+                out["precision"] = "fp32"
         return out

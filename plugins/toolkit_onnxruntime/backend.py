@@ -100,8 +100,14 @@ class OnnxRuntimeBackend(Backend):
         }[level]
         try:
             session = ort.InferenceSession(str(artifact.path), sess_options=so, providers=wanted)
-        except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-            raise ModelFileError(f"onnxruntime cannot load '{artifact.path}': {first_line(e)}",
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf/NotImplemented types
+            text = first_line(e)
+            text = text if len(text) <= 300 else text[:300] + "..."
+            if "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text:
+                # A valid file this build of ONNX Runtime has no kernel for: not the file's fault.
+                raise UsageError(f"onnxruntime has no kernel for part of '{artifact.path.name}': {text}",
+                                 "Try another --backend, or re-export the model with a newer opset") from None
+            raise ModelFileError(f"onnxruntime cannot load '{artifact.path.name}': {text}",
                                  "Check the file is a complete, valid .onnx model") from None
         running = session.get_providers()
         fallback = None

@@ -36,6 +36,33 @@ class TinyTabular(Dataset):
         return x, np.maximum(x @ w + b, 0).argmax(axis=1)
 
 
+class TinyRegression(Dataset):
+    """The tiny model's own outputs plus 0.5 as regression targets: a right backend scores MAE 0.5 exactly."""
+
+    name = "tiny-regression"
+    description = "400 random rows; targets are the tiny model's outputs + 0.5"
+    task = "regression"
+
+    def load(self, split: str):
+        x, _ = TinyTabular().load(split)
+        w, b = tiny_weights()
+        return x, np.maximum(x @ w + b, 0) + 0.5
+
+
+class TwoInputSum(Dataset):
+    """Named inputs a and b for toolkit.testing.tiny_onnx_two_inputs; scored on its output `sum` (a + b)."""
+
+    name = "two-input-sum"
+    description = "a and b of shape [N, 6]; the target is a + b"
+    task = "regression"
+    target_output = "sum"
+
+    def load(self, split: str):
+        rng = np.random.default_rng(2)
+        a, b = rng.standard_normal((50, 6)).astype(np.float32), rng.standard_normal((50, 6)).astype(np.float32)
+        return {"a": a, "b": b}, a + b
+
+
 class NumpySession(Session):
     """relu(x @ w + b), as the tiny model computes it, with a deliberate twist chosen by the backend."""
 
@@ -50,6 +77,8 @@ class NumpySession(Session):
             y = y[:, :2]  # N x 2 for a declared N x 3
         elif self.twist == "dtype":
             y = y.astype(np.float64)
+        elif self.twist == "partial":
+            y = y[:1]  # one answer, whatever the batch
         elif self.twist == "keyerror":
             raise KeyError("does_not_exist")
         return {"y": y}
@@ -103,12 +132,15 @@ class GoodPlugin:
     @hookimpl
     def register_datasets(self, register):
         register(TinyTabular())
+        register(TinyRegression())
+        register(TwoInputSum())
 
     @hookimpl
     def register_backends(self, register):
         register(WrongShapeBackend())
         register(Float64Backend())
         register(KeyErrorBackend())
+        register(PartialBackend())
 
     @hookimpl
     def register_quantizers(self, register):
@@ -174,3 +206,10 @@ class ScrambleQuantizer(Quantizer):
 def register_quantizers(register):
     _good.register_quantizers(register)
     register(ScrambleQuantizer())
+
+
+class PartialBackend(TwistedBackend):
+    """Answers for the first row of a batch only."""
+
+    name = "partial"
+    twist = "partial"

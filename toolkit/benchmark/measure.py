@@ -14,7 +14,7 @@ import numpy as np
 from .. import __version__, formats, metrics, plugins
 from ..artifact import Artifact
 from ..child import report_phase
-from ..errors import CheckFailedError, UsageError
+from ..errors import CheckFailedError, ToolkitError, UsageError, first_line
 from ..inputs import check_shapes, load_npz_inputs, resolve_shapes, short_name
 from ..interfaces import BackendOptions, Session
 from ..options import resolve_options
@@ -27,10 +27,23 @@ def spec_dicts(specs: list[TensorSpec]) -> list[dict[str, Any]]:
     return [s.to_dict() for s in specs]
 
 
-def check_outputs(outputs: Mapping[str, Any], session: Session, backend: str) -> None:
+def batch_of(session: Session, inputs: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """(rows fed along a dynamic batch dimension, its name), or (None, None) when the first input has a fixed one."""
+    if not session.input_specs:
+        return None, None
+    first = session.input_specs[0]
+    if not first.shape or first.shape[0] is not None:
+        return None, None
+    names = first.dim_names or ()
+    return int(np.shape(inputs[first.name])[0]), (names[0] if names else None)
+
+
+def check_outputs(outputs: Mapping[str, Any], session: Session, backend: str,
+                  inputs: Mapping[str, Any] | None = None) -> None:
     """The protocol's output check, as a CheckFailedError that names the backend."""
+    batch, dim_name = batch_of(session, inputs) if inputs is not None else (None, None)
     try:
-        protocol.check_outputs(outputs, spec_dicts(session.output_specs))
+        protocol.check_outputs(outputs, spec_dicts(session.output_specs), batch, dim_name)
     except protocol.ProtocolError as e:
         raise CheckFailedError(f"backend {backend} returned wrong outputs: {e}",
                                "The backend is at fault, not the model: report it to the plugin's author") from None
@@ -140,7 +153,7 @@ def evaluate(session: Session, dataset_name: str, batch: int, budget_s: float | 
             break  # a fixed batch cannot take the last partial chunk
         session.resize({k: tuple(v.shape) for k, v in part.items()})
         outputs = session.run(part)
-        check_outputs(outputs, session, backend)
+        check_outputs(outputs, session, backend, part)
         pred = out_spec.dequantize(outputs[out_spec.name])
         metrics.add_sums(sums, metrics.task_metrics(dataset.task, pred, y[lo:lo + size]))
         if budget_s is not None and time.perf_counter() - start > budget_s:
@@ -182,7 +195,19 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     check_shapes(session.input_specs, inputs)  # before native code sees a shape it cannot take
     report_phase("running")
     session.resize(shapes)
-    check_outputs(session.run(inputs), session, backend.name)  # a wrong answer is an error, never a number
+    try:
+        outputs = session.run(inputs)
+    except ToolkitError:
+        raise
+    except Exception as e:  # the runtime may have refused made-up values (a shape tensor, indices): say so
+        if req.inputs:
+            raise
+        err = ToolkitError(f"{type(e).__name__}: {first_line(e)[:300]}",
+                           "The inputs were generated (uniform floats, 0/1 integers); if the model needs real "
+                           "values (shapes, indices), pass them with --inputs FILE.npz")
+        err.exit_code = 1
+        raise err from e
+    check_outputs(outputs, session, backend.name, inputs)  # a wrong answer is an error, never a number
     session.resize(shapes)
     first_ns, times = protocol.time_calls(session.bench_callable(inputs), req.runs, req.warmup, req.max_seconds)
     latency = protocol.latency_summary(times)
@@ -238,5 +263,5 @@ def predict(model: str, backend: str, arrays: dict[str, np.ndarray] | list[np.nd
     fed = {s.name: s.quantize(fed_real[s.name]) for s in session.input_specs}
     session.resize({k: tuple(v.shape) for k, v in fed.items()})
     out = session.run(fed)
-    check_outputs(out, session, be.name)
+    check_outputs(out, session, be.name, fed)
     return {s.name: s.dequantize(out[s.name]) for s in session.output_specs}

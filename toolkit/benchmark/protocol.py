@@ -180,9 +180,28 @@ def _fmt_shape(shape: Sequence[int | None]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def check_outputs(outputs: Mapping[str, Any], specs: Sequence[Mapping[str, Any]]) -> None:
+def _anonymous(dim_name: str | None) -> bool:
+    # Converters name dimensions they know nothing about (tf2onnx: unk__48): such a name ties nothing.
+    return dim_name is None or dim_name.startswith("unk__")
+
+
+def follows_batch(spec: Mapping[str, Any], batch_dim_name: str | None) -> bool:
+    """Whether an output's dynamic first dimension is the batch: it carries the inputs' batch dimension name, or
+    it is unnamed (or anonymously named) while the batch is too. A differently named one (num_boxes) is not."""
+    shape = spec.get("shape") or ()
+    if not shape or shape[0] is not None:
+        return False
+    names = spec.get("dim_names") or ()
+    name = names[0] if names else None
+    return name == batch_dim_name or (_anonymous(name) and _anonymous(batch_dim_name))
+
+
+def check_outputs(outputs: Mapping[str, Any], specs: Sequence[Mapping[str, Any]], batch: int | None = None,
+                  batch_dim_name: str | None = None) -> None:
     """Raise ProtocolError unless `outputs` has every declared output, each an array of the declared dtype and
-    a shape that fits the declared one (dynamic dimensions allowed). Extra outputs are an error too."""
+    a shape that fits the declared one (dynamic dimensions allowed). Extra outputs are an error too. With
+    `batch` (the size fed along the inputs' dynamic batch dimension), an output whose dynamic first dimension
+    follows the batch must have exactly that many rows: a backend that answers for part of a batch is wrong."""
     names = [s["name"] for s in specs]
     if not isinstance(outputs, Mapping):
         raise ProtocolError(f"run() returned a {type(outputs).__name__}, not a dict of outputs by name")
@@ -206,3 +225,5 @@ def check_outputs(outputs: Mapping[str, Any], specs: Sequence[Mapping[str, Any]]
         if not shape_fits(spec["shape"], value.shape):
             raise ProtocolError(f"output '{spec['name']}' has shape {list(value.shape)}, the model declares "
                                 f"{_fmt_shape(spec['shape'])}")
+        if batch is not None and follows_batch(spec, batch_dim_name) and value.shape[0] != batch:
+            raise ProtocolError(f"output '{spec['name']}' has {value.shape[0]} rows for a batch of {batch}")

@@ -25,7 +25,7 @@ def _why_not(backend: Backend, artifact: Artifact) -> str | None:
     try:
         av = backend.available()
         if not av.ok:
-            return f"{backend.name} is not installed ({av.reason})"
+            return f"{backend.name} is not available: {av.reason}"
         return backend.supports(artifact)
     except Exception as e:
         return f"{backend.name} could not tell whether it runs {artifact.path.name} ({type(e).__name__})"
