@@ -15,7 +15,7 @@ test: install data
 
 # Everything that needs no training, conversion with TensorFlow or new virtual environments: under a minute.
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n 2
 
 install: $(STAMP)
 

@@ -149,6 +149,7 @@ def test_third_party_onnx_models_shipped_with_onnx_and_onnxruntime():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # ONNX makes all its cases, some with overflowing casts
+@pytest.mark.slow
 def test_int8_onnx_node_with_several_integer_inputs(tmp_path):
     # QLinearConv from ONNX's own test suite: uint8/int8 tensors, scales and zero points as inputs.
     from onnx.backend.test.case.node import collect_testcases

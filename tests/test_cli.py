@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from toolkit import operations
@@ -41,6 +42,7 @@ def test_targets_detect_the_host_and_list_the_shipped_profiles():
     assert "host (detected): ISA" in CliRunner().invoke(cli, ["targets"]).output
 
 
+@pytest.mark.slow
 def test_training_reports_progress_from_the_child(tmp_path):
     seen = {"total": None, "batches": 0}
 
@@ -58,6 +60,7 @@ def test_training_reports_progress_from_the_child(tmp_path):
     assert artifact.manifest.format == "keras" and artifact.path.exists()
 
 
+@pytest.mark.slow
 def test_train_convert_quantize_through_the_cli(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("train", "cnn", "--dataset", "digits", "--output", str(out), "--format", "json")
@@ -79,6 +82,7 @@ def test_train_convert_quantize_through_the_cli(tmp_path):
     assert (out / "q.onnx.manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path):
     """The main job on the offline fallback dataset: four artifacts, every capable backend, a report."""
     out = tmp_path / "qs"
@@ -104,6 +108,7 @@ def test_quickstart_end_to_end(tmp_path):
     assert "| cnn_int8.tflite | tflite |" in report and "## Checks against the source" in report
 
 
+@pytest.mark.slow
 def test_quickstart_on_fashion_mnist_keeps_int8_within_one_point(tmp_path):
     """The main job as `make demo` runs it (fewer timed runs): its own check holds int8 to 1 point of fp32."""
     out = tmp_path / "qs"

@@ -130,6 +130,7 @@ def test_an_error_inside_a_backend_names_the_model_and_the_backend(tiny):
 
 
 # ---------------------------------------------------------------------------------------------- choosing
+@pytest.mark.slow
 def test_two_quantizers_for_one_scheme_the_rule_picks_and_says_so(tiny_with_manifest):
     proc = run_cli("quantize", str(tiny_with_manifest), "--format", "json", env=CONTRACT)
     assert proc.returncode == 0, proc.stderr
@@ -146,6 +147,7 @@ def test_two_quantizers_for_one_scheme_the_rule_picks_and_says_so(tiny_with_mani
     assert manifest["producer"]["quantizer"] == "onnxruntime-qdq" and manifest["metrics"]["parity"]["passed"]
 
 
+@pytest.mark.slow
 def test_a_plugin_scheme_is_reachable_and_a_misspelled_one_gets_a_suggestion(tiny_with_manifest):
     proc = run_cli("quantize", str(tiny_with_manifest), "--scheme", "fake8", "--format", "json", env=CONTRACT)
     assert proc.returncode == 0, proc.stderr
@@ -162,6 +164,7 @@ def test_without_a_manifest_naming_data_calibration_must_be_given(tiny):
     assert not tiny.with_name("tiny_int8.onnx").exists()
 
 
+@pytest.mark.slow
 def test_plugin_options_are_validated_passed_and_recorded(tiny_with_manifest):
     base = ["quantize", str(tiny_with_manifest), "--quantizer", "onnxruntime-qdq"]
     proc = run_cli(*base, "-o", "per_chanel=false", env=CONTRACT)
@@ -316,6 +319,7 @@ def test_registering_through_the_api_checks_types_in_process():
             loaded.registries.backends.get("wrong-shap")
 
 
+@pytest.mark.slow
 def test_a_result_that_changes_the_answers_is_never_published_under_its_name(tiny_with_manifest):
     out = tiny_with_manifest.with_name("scrambled.onnx")
     proc = run_cli("quantize", str(tiny_with_manifest), "--scheme", "scramble8", "--output", str(out), env=CONTRACT)
@@ -328,6 +332,7 @@ def test_a_result_that_changes_the_answers_is_never_published_under_its_name(tin
     assert not [p for p in out.parent.iterdir() if ".partial" in p.name]  # no working file left behind
 
 
+@pytest.mark.slow
 def test_the_core_writes_the_manifest_with_specs_read_from_the_file(tiny_with_manifest):
     proc = run_cli("quantize", str(tiny_with_manifest), "--quantizer", "onnxruntime-qdq", "--format", "json",
                    env=CONTRACT)
@@ -360,6 +365,7 @@ def test_a_model_with_two_inputs_is_evaluated_on_the_output_its_dataset_names(tm
     assert results[0]["evaluation"]["samples"] == 50 and results[0]["evaluation"]["mae"] < 1e-6
 
 
+@pytest.mark.slow
 def test_a_quantized_regression_model_is_checked_on_every_output_by_its_error(tiny_with_manifest):
     manifest = json.loads(manifest_path(tiny_with_manifest).read_text())
     manifest.update(task="regression", extra={"dataset": "tiny-regression"})

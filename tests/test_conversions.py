@@ -58,6 +58,7 @@ def test_the_trained_model_adapts_the_cnn_to_8x8_images(artifacts):
     assert json.loads((artifacts["keras"].parent / "metrics.json").read_text())["accuracy"] > 0.85
 
 
+@pytest.mark.slow
 def test_the_cnn_is_exactly_the_tutorial_network_at_32x32x3():
     code = ("from toolkit_keras.models import CifarCNN; m = CifarCNN().build((32, 32, 3), 10); "
             "print([(l.__class__.__name__, tuple(l.output.shape[1:])) for l in m.layers]); print(m.count_params())")

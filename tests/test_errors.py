@@ -124,6 +124,7 @@ def test_converting_to_the_same_format_or_over_the_source(artifacts, invoke):
     assert "would overwrite the source model" in one_line_error(result)
 
 
+@pytest.mark.slow
 def test_offline_cifar10_names_the_offline_alternatives(tmp_path, monkeypatch):
     # keras.datasets really tries to download here; this machine has no route to it.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))

@@ -23,9 +23,10 @@ API_VERSION = 1
 
 def host_environment() -> dict:
     """This machine as a benchmark record describes it: cpu, isa flags, arch, cores, ram_mb, os, python."""
+    from . import __version__
     from .benchmark.protocol import environment
 
-    return environment()
+    return environment(None, __version__)
 
 
 def registries():

@@ -123,6 +123,8 @@ class Artifact:
 
     @property
     def size_bytes(self) -> int:
+        if self.path.is_dir():  # a model that is a folder: what it takes on the device's storage
+            return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return self.path.stat().st_size
 
     @classmethod

@@ -151,6 +151,7 @@ def _compare_with_reference(artifact: Artifact, backend: Backend, inputs: dict[s
                             outputs: dict[str, np.ndarray], reference: str, rtol: float, atol: float,
                             where: str) -> None:
     from .benchmark.runner import default_backend
+    from .options import resolve_options
 
     name = default_backend(artifact) if reference == "default" else reference
     if name == backend.name:
@@ -159,7 +160,7 @@ def _compare_with_reference(artifact: Artifact, backend: Backend, inputs: dict[s
     if artifact.format not in ref_backend.formats:
         raise ValueError(f"reference backend {name} runs {', '.join(ref_backend.formats)} files, not "
                          f"{artifact.format}: pass reference='default' or None")
-    ref_session = ref_backend.load(artifact, BackendOptions())
+    ref_session = ref_backend.load(artifact, BackendOptions(extra=resolve_options(ref_backend, {})))
     ref_session.resize({k: tuple(v.shape) for k, v in inputs.items()})
     want = ref_session.run(inputs)
     for out_name, value in want.items():

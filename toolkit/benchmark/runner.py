@@ -84,7 +84,7 @@ def check_backend(name: str, artifact: Artifact, provider: str | None) -> None:
     av = backend.available()
     if not av.ok:
         raise MissingRuntimeError(f"the {name} runtime", av.extra or backend.extra, av.reason)
-    why = backend.supports(artifact)
+    why = _why_not(backend, artifact)  # a supports() that raises is a no, with the reason, not a crash
     if why:
         raise UsageError(why, "Pick another --backend or convert the model")
     if provider and provider not in backend.providers:

@@ -69,9 +69,9 @@ def _item_info(item, options: list[dict]) -> dict:
     if callable(available):
         try:
             av = available()
+            extra = av.extra or getattr(item, "extra", None)
             if not av.ok:
-                info["unavailable"] = (f"{av.reason}; pip install 'edge-toolkit[{av.extra}]'" if av.extra
-                                       else av.reason)
+                info["unavailable"] = (f"{av.reason}; pip install 'edge-toolkit[{extra}]'" if extra else av.reason)
         except Exception as e:  # a plugin's own bug must not hide the others
             info["unavailable"] = f"available() raised {type(e).__name__}"
     return info

@@ -36,11 +36,20 @@ def metric_text(record: BenchRecord) -> str:
     return f"{value * 100:.2f}%" if key == "top1" else f"{key} {value:.4g}"
 
 
-def table_cells(record: BenchRecord) -> list[str]:
+def model_labels(records: Sequence[Record]) -> dict[str, str]:
+    """How each model is named in a table: its file name, or the path as given when two share a name
+    (a/model.onnx and b/model.onnx)."""
+    names: dict[str, set[str]] = {}
+    for r in records:
+        names.setdefault(Path(r.model).name, set()).add(r.model)
+    return {r.model: (Path(r.model).name if len(names[Path(r.model).name]) == 1 else r.model) for r in records}
+
+
+def table_cells(record: BenchRecord, label: str | None = None) -> list[str]:
     """One record as the text of TABLE_COLUMNS (unescaped)."""
     batch = f" x{record.batch}" if record.batch and record.batch != 1 else ""
     p50 = fmt_us(record.latency_us.get("p50")) + (" ~" if record.unstable else "")
-    return [Path(record.model).name + batch, record.backend, provider_label(record.provider), record.precision,
+    return [(label or Path(record.model).name) + batch, record.backend, provider_label(record.provider), record.precision,
             human_size(record.size_bytes), metric_text(record), p50, fmt_us(record.latency_us.get("p90")),
             f"{record.throughput_per_s:.0f}" if record.throughput_per_s else ""]
 
@@ -107,7 +116,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], right: 
 def to_markdown(records: Sequence[Record], title: str = "Benchmark") -> str:
     ok = [r for r in records if isinstance(r, BenchRecord)]
     out = f"## {md_escape(title)}\n\n"
-    out += markdown_table(TABLE_COLUMNS, [table_cells(r) for r in ok],
+    labels = model_labels(ok)
+    out += markdown_table(TABLE_COLUMNS, [table_cells(r, labels[r.model]) for r in ok],
                           right=[False, False, False, False, True, True, True, True, True])
     problems = [r for r in records if not isinstance(r, BenchRecord)]
     if problems:
@@ -124,9 +134,10 @@ def rich_table(records: Sequence[Record], title: str = "Benchmark") -> Any:
     for col in TABLE_COLUMNS:
         table.add_column(col, justify="left" if col in ("model", "backend", "runs on", "prec.") else "right",
                          no_wrap=col in ("p50", "p90", "size"))
-    for r in records:
-        if isinstance(r, BenchRecord):
-            table.add_row(*(escape(c) for c in table_cells(r)))
+    ok = [r for r in records if isinstance(r, BenchRecord)]
+    labels = model_labels(ok)
+    for r in ok:
+        table.add_row(*(escape(c) for c in table_cells(r, labels[r.model])))
     return table
 
 
