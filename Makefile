@@ -10,8 +10,9 @@ FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 demo: install data
 	$(VENV)/bin/toolkit quickstart --output quickstart-out
 
+# Two workers, one test file each at a time (module fixtures are built once): the suite is mostly child processes.
 test: install data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Everything that needs no training, conversion with TensorFlow or new virtual environments: under a minute.
 test-fast: install

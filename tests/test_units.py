@@ -863,3 +863,12 @@ def test_an_object_array_is_refused_on_both_sides():
 def test_something_json_cannot_carry_is_refused_by_name():
     with pytest.raises(TypeError, match="cannot send a bytes across the process boundary"):
         dumps({"raw": b"\x00"})
+
+
+def test_the_quickstart_table_marks_unstable_timings_as_bench_does():
+    from toolkit.quickstart import summary_cells
+
+    row = {"artifact": "cnn.tflite", "backend": "tflite", "size_bytes": 2048, "accuracy": 0.9, "p50_us": 20.0,
+           "p90_us": 40.0, "speedup_vs_fp32": 1.0, "unstable": True}
+    assert summary_cells(row)[4] == "20.0 us ~"
+    assert summary_cells({**row, "unstable": False})[4] == "20.0 us"

@@ -97,19 +97,18 @@ class Artifact:
     path: Path
     manifest: Manifest | None = None
     notes: list[str] = field(default_factory=list)
-
     format_name: str | None = None  # detected from the file's bytes when opened
+    # For a file without a manifest: the precision its format plugin inferred (quantized ops, integer I/O).
+    precision_hint: str | None = None
 
     @property
     def format(self) -> str:
+        """The name of the registered format this file is in (tflite, onnx, ...)."""
         if self.format_name is None:
             from . import formats
 
             self.format_name = formats.detect(self.path)
         return self.format_name
-
-    # For a file without a manifest: the precision its format reader inferred (quantized ops, integer I/O).
-    precision_hint: str | None = None
 
     @property
     def precision(self) -> str:
