@@ -146,7 +146,7 @@ class Artifact:
                 manifest = Manifest.from_dict(data)
             except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
                 raise ModelFileError(f"manifest '{mpath}' is unreadable ({type(e).__name__}: {str(e)[:80]})",
-                                     "Delete it or re-create the artifact")
+                                     "Delete it or re-create the artifact") from None
             if manifest.format != fmt:
                 raise ModelFileError(f"manifest '{mpath}' says format {manifest.format} but the file is {fmt}",
                                      "Delete the stale manifest or re-create the artifact")

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 from .specs import TensorSpec
 
 
@@ -109,7 +109,8 @@ def load_npz_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, 
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read inputs from '{path}' ({e})", "Save them with numpy.savez(path, name=array)")
+        raise UsageError(f"cannot read inputs from '{path}' ({first_line(e)[:120]})",
+                         "Save them with numpy.savez(path, name=array)") from None
     arrays = {_spec_name(specs, k): v for k, v in arrays.items()}
     names = [s.name for s in specs]
     if set(names) <= set(arrays):

@@ -57,7 +57,7 @@ def check_item(kind: Kind, item: Any) -> None:
     task = getattr(item, "task", None)
     if isinstance(item, (Model, Dataset)) and task not in TASKS:
         raise TypeError(f"{kind.hook} got a {type(item).__name__} whose task {task!r} is not one of {', '.join(TASKS)}")
-    name = getattr(item, "name")
+    name = item.name
     if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
         raise TypeError(f"{kind.hook} got a {type(item).__name__} whose name {name!r} is not a word")
 

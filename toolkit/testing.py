@@ -97,7 +97,7 @@ def conformance_models(folder: str | Path, formats: Sequence[str] = ("onnx", "tf
 
 def _inputs_for(specs: list[Any], batch: int, length: int, seed: int) -> dict[str, np.ndarray]:
     shapes = {}
-    for i, s in enumerate(specs):
+    for s in specs:
         shapes[s.name] = tuple(batch if (d is None and j == 0) else length if d is None else d
                                for j, d in enumerate(s.shape))
     return protocol.make_inputs([s.to_dict() for s in specs], shapes, seed=seed)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.api import (Availability, Backend, BackendOptions, ConversionResult, Dataset, PluginOption, Quantizer,
-                         Session, TensorSpec, calibration_record, hookimpl, read_specs)
+                         Session, calibration_record, hookimpl, read_specs)
 
 FEATURES, CLASSES = 4, 3
 
