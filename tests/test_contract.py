@@ -397,3 +397,44 @@ def test_a_backend_that_answers_for_part_of_a_batch_is_caught(tmp_path):
 
     with pytest.raises(AssertionError, match="output 'y' has 1 rows for a batch of 5"):
         assert_backend_conforms(Partial(), tiny_onnx_model(tmp_path / "tiny.onnx"), reference=None)
+
+
+def test_the_reference_backend_refuses_what_its_kernels_do_not_cover_instead_of_guessing(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2, 2])], "pool3d",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 3, 3, 3])])
+    path = tmp_path / "pool3d.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    proc, results = bench_json(str(path), "--backend", "reference", "--runs", "3")
+    assert proc.returncode == 2 and "no kernels for 3-D MaxPool" in results[0]["error"]
+    proc, results = bench_json(str(path), "--all-backends", "--runs", "3", env={"TOOLKIT_PLUGIN_MODULES": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert {r["backend"]: r["status"] for r in results}["reference"] == "skipped"
+
+
+def test_a_run_where_every_pair_was_skipped_is_not_a_success(tiny):
+    proc = run_cli("bench", str(tiny), "--provider", "cuda", "--backend", "reference")
+    assert proc.returncode == 2 and "has no provider 'cuda'" in proc.stderr
+
+
+def test_an_output_file_that_cannot_be_written_is_refused_before_anything_runs(tiny, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    proc = run_cli("bench", str(tiny), "--output", str(blocker / "x.json"))
+    assert proc.returncode == 2 and "Benchmark" not in proc.stdout
+
+
+def test_a_named_dimension_shared_by_inputs_is_given_once(tmp_path):
+    from toolkit.testing import tiny_onnx_two_inputs
+
+    model = tiny_onnx_two_inputs(tmp_path / "two.onnx")
+    proc, results = bench_json(str(model), "--shape", "a=2x7", "--runs", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert results[0]["inputs"] == {"a": [2, 7], "b": [2, 7]}
+    proc = run_cli("bench", str(model), "--shape", "a=2x7", "--shape", "b=2x8")
+    assert proc.returncode == 2 and "dimension 'L' is 7 in 'a' but 8 in 'b'" in proc.stderr
+    proc = run_cli("bench", str(model), "--shape", "a=3x7", "--batch", "2")
+    assert proc.returncode == 2 and "give the batch two sizes" in proc.stderr

@@ -861,7 +861,7 @@ def test_an_object_array_is_refused_on_both_sides():
 
 
 def test_something_json_cannot_carry_is_refused_by_name():
-    with pytest.raises(TypeError, match="cannot send a bytes across the process boundary"):
+    with pytest.raises(TypeError, match="cannot send a value of type bytes across the process boundary"):
         dumps({"raw": b"\x00"})
 
 

@@ -145,8 +145,12 @@ class Artifact:
                     raise ValueError("not a JSON object")
                 manifest = Manifest.from_dict(data)
             except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-                raise ModelFileError(f"manifest '{mpath}' is unreadable ({type(e).__name__}: {str(e)[:80]})",
-                                     "Delete it or re-create the artifact") from None
+                why = (f"the field {e} is missing" if isinstance(e, KeyError) else
+                       "it is not JSON" if isinstance(e, json.JSONDecodeError) else
+                       "it is nested too deeply" if isinstance(e, RecursionError) else
+                       f"{str(e)[:80]}" if isinstance(e, ValueError) else "its fields have the wrong types")
+                raise ModelFileError(f"manifest '{mpath}' is unreadable: {why}",
+                                     "Delete it, or make the artifact again") from None
             if manifest.format != fmt:
                 raise ModelFileError(f"manifest '{mpath}' says format {manifest.format} but the file is {fmt}",
                                      "Delete the stale manifest or re-create the artifact")

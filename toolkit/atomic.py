@@ -11,6 +11,13 @@ from typing import Any
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
+    try:
+        return _write_bytes(path, data)
+    except OSError as e:  # name the file the user asked for, not the temporary one beside it
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -79,7 +79,7 @@ def _encode(obj: Any) -> Any:
         return sorted(obj)
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    raise TypeError(f"cannot send a {type(obj).__name__} across the process boundary")
+    raise TypeError(f"cannot send a value of type {type(obj).__name__} across the process boundary")
 
 
 def _decode(d: dict[str, Any]) -> Any:

@@ -32,7 +32,10 @@ def parse_shape_overrides(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
 
 def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
                    overrides: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    """A concrete shape for every input: a dynamic first dimension takes `batch`, others need an override."""
+    """A concrete shape for every input: a dynamic first dimension takes `batch`, others need an override.
+
+    Named dynamic dimensions are one size wherever they appear: `--shape input_ids=1x128` also fills
+    attention_mask's `seq`, and two overrides that give `seq` different sizes are refused."""
     named: dict[str, tuple[int, ...]] = {}
     for given, shape in overrides.items():
         name = _spec_name(specs, given)
@@ -46,15 +49,30 @@ def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
         raise UsageError(f"--shape names no input of this model: {', '.join(sorted(unknown))}", f"Its inputs: {names}")
     shapes: dict[str, tuple[int, ...]] = {}
     missing: list[str] = []  # every input still dynamic, so that one hint names them all
+    sizes: dict[str, tuple[int, str]] = {}  # named dynamic dimension -> (size, the input that gave it)
     for spec in specs:
         if spec.name in overrides:
             shape = overrides[spec.name]
             if not spec.accepts(shape):
                 raise UsageError(f"--shape {spec.name}={'x'.join(map(str, shape))} does not fit the input's shape "
                                  f"{format_shape(spec)}", "Keep the fixed dimensions and fill in the dynamic ones")
+            if batch != 1 and spec.shape and spec.shape[0] is None and shape[0] != batch:
+                raise UsageError(f"--shape {spec.name}={'x'.join(map(str, shape))} and --batch {batch} give the batch "
+                                 "two sizes", "Drop --batch, or make the --shape's first dimension match it")
+            for dim, name, size in zip(spec.shape, spec.dim_names or (), shape):
+                if dim is None and name and not _anonymous(name):
+                    if name in sizes and sizes[name][0] != size:
+                        raise UsageError(f"dimension '{name}' is {sizes[name][0]} in '{sizes[name][1]}' but {size} in "
+                                         f"'{spec.name}'", "Give a named dimension one size")
+                    sizes.setdefault(name, (size, spec.name))
             shapes[spec.name] = shape
+    for spec in specs:
+        if spec.name in shapes:
             continue
         shape = list(spec.shape)
+        names = spec.dim_names or (None,) * len(shape)
+        shape = [sizes[n][0] if d is None and n in sizes else d for d, n in zip(shape, names)] if spec.dim_names \
+            else shape
         if shape and shape[0] is None:
             shape[0] = batch
         elif batch != 1 and shape and shape[0] != batch:
@@ -87,6 +105,11 @@ def _spec_name(specs: Sequence[TensorSpec], given: str) -> str:
         return given
     matches = [s.name for s in specs if short_name(s.name) == given]
     return matches[0] if len(matches) == 1 else given
+
+
+def _anonymous(name: str | None) -> bool:
+    # Converters name dimensions they know nothing about (tf2onnx: unk__48): such names tie nothing together.
+    return name is None or name.startswith("unk__")
 
 
 def _dim_label(name: str | None, default: str) -> str:

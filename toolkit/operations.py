@@ -236,6 +236,8 @@ def convert(source_path: str | Path, to: str, output: str | Path | None = None, 
         on_note(choice.note)
     extra = resolve_options(choice.item, options or {})
     out = _check_output(source, Path(output) if output else default_output(source.path, to, "fp32"), to)
+    if out.exists() and on_note:
+        on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     if dataset:
         plugins.registries().datasets.get(dataset)
     return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset)
@@ -259,14 +261,18 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
     if calibration is None and q.needs_calibration:
         calibration = default_calibration(source)
         if calibration is None:
-            raise UsageError(f"{scheme} quantization needs calibration data and '{source.path.name}' has no manifest "
-                             "naming its training dataset", "Pass --calibration DATASET")
+            why = ("its manifest was ignored: " + "; ".join(source.notes) if source.notes
+                   else "it has no manifest naming its training dataset")
+            raise UsageError(f"{scheme} quantization needs calibration data and for '{source.path.name}' {why}",
+                             "Pass --calibration DATASET")
         if on_note:
             on_note(f"calibrating on {calibration}, the dataset recorded in {source.path.name}'s manifest")
     if calibration:
         plugins.registries().datasets.get(calibration)  # an unknown name fails here, with a suggestion
     out = _check_output(source, Path(output) if output else default_output(source.path, q.target_format, scheme),
                         q.target_format)
+    if out.exists() and on_note:
+        on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None)
 
 

@@ -12,7 +12,7 @@ from . import __version__, atomic, operations, plugins
 from .artifact import Artifact
 from .benchmark.protocol import environment
 from .benchmark.runner import capable_backends, run_pair
-from .errors import DataUnavailableError
+from .errors import DataUnavailableError, ToolkitError
 from .records import BenchRecord, BenchRequest, Record
 from .cli.render import md_escape
 from .units import fmt_us, human_size
@@ -29,6 +29,7 @@ class QuickstartResult:
     artifacts: list[Artifact]
     records: list[Record]
     summary: list[dict[str, Any]] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)  # conversions or quantizations that did not pass
     seconds: float = 0.0
 
 
@@ -92,7 +93,7 @@ def summary_cells(row: dict[str, Any]) -> list[str]:
 
 def failed_checks(result: "QuickstartResult") -> list[str]:
     """What makes the main job fail: a pair that did not run, or a quantized artifact that lost accuracy."""
-    problems = [r.error for r in result.records if not isinstance(r, BenchRecord)]
+    problems = list(result.failed_steps) + [r.error for r in result.records if not isinstance(r, BenchRecord)]
     for row in result.summary:
         drop = row["accuracy_drop_vs_fp32"]
         if drop is not None and drop > MAX_ACCURACY_DROP:
@@ -127,18 +128,26 @@ def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | N
 
     step(f"training {MODEL} on {dataset}")
     trained, training = operations.train(MODEL, dataset, epochs, output_dir, on_start=on_start,
-                                                on_batch=on_batch, limit=limit, seed=seed)
+                                         on_batch=on_batch, limit=limit, seed=seed)
     artifacts: list[Artifact] = []
+    failed_steps: list[str] = []  # a step that fails is reported at the end; the others still run
     for target in deployment_formats(trained.format):
         step(f"converting to {target} fp32")
-        converted = operations.convert(trained.path, target)
+        try:
+            converted = operations.convert(trained.path, target)
+        except ToolkitError as e:
+            failed_steps.append(e.one_line())
+            continue
         artifacts.append(converted)
         int8_source = int8_source_for(trained, converted)
         if int8_source is None:
             notes.append(f"no installed quantizer makes int8 {target} files; only fp32 {target} was made")
             continue
         step(f"quantizing to {target} int8")
-        artifacts.append(operations.quantize(int8_source.path, "int8", dataset, to=target, seed=seed))
+        try:
+            artifacts.append(operations.quantize(int8_source.path, "int8", dataset, to=target, seed=seed))
+        except ToolkitError as e:
+            failed_steps.append(e.one_line())
 
     pairs = [(a, backend) for a in artifacts for backend in capable_backends(a)[0]]
     records = []
@@ -148,7 +157,8 @@ def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | N
         records.append(run_pair(BenchRequest(model=str(artifact.path), backend=backend, runs=runs, warmup=20,
                                              max_seconds=max_seconds, dataset=dataset, batch=1,
                                              eval_seconds=eval_seconds, seed=seed)))
-    result = QuickstartResult(output_dir, dataset, notes, training, artifacts, records, summarise(records))
+    result = QuickstartResult(output_dir, dataset, notes, training, artifacts, records, summarise(records),
+                              failed_steps=failed_steps)
     result.seconds = round(time.perf_counter() - t0, 1)
     write_results(result)
     return result
@@ -158,6 +168,7 @@ def write_results(result: QuickstartResult) -> None:
     atomic.write_json(result.output_dir / "results.json", {
         "dataset": result.dataset,
         "notes": result.notes,
+        "problems": failed_checks(result),
         "seconds": result.seconds,
         "training": result.training,
         "artifacts": [a.manifest.to_dict() for a in result.artifacts if a.manifest],

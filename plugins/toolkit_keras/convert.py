@@ -98,9 +98,12 @@ class KerasToTFLite(Converter):
 
 class KerasTFLiteInt8(Quantizer):
     name = "keras-tflite-int8"
+    description = "TFLite post-training full-integer quantization of a Keras model"
     source_formats = ("keras",)
     target_format = "tflite"
     schemes = ("int8",)
+    scheme_help = {"int8": "int8 inputs, outputs, activations (per tensor) and weights (per channel), calibrated; "
+                           "runs on LiteRT (XNNPACK), Edge TPU after compilation, TFLite Micro"}
 
     def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
         return _to_tflite(source, output, options, int8=True)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, Session, TensorSpec,
-                         library_versions, model_format)
+                         UsageError, library_versions, model_format)
 
 from .ops import OPS
 
@@ -68,7 +68,11 @@ class ReferenceSession(Session):
         values.update(inputs)
         values[""] = None  # an omitted optional input
         for op_type, ins, outs, attrs in self.nodes:
-            results = OPS[op_type]([values[i] for i in ins], attrs)
+            try:
+                results = OPS[op_type]([values[i] for i in ins], attrs)
+            except NotImplementedError as e:  # a use of the operator the kernel does not cover: never a guess
+                raise UsageError(f"the reference backend has no kernel for this use of {op_type}: {e}",
+                                 "Use the onnxruntime backend for this model") from None
             values.update(zip(outs, results))
         return {s.name: values[s.name] for s in self.output_specs}
 
@@ -86,10 +90,33 @@ def _attr(value: Any) -> Any:
     return value
 
 
+SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
+
+
+def _limits(node: Any, weight_ranks: dict[str, int], opset: int | None) -> str | None:
+    """What the kernel of `node` does not cover (the numpy kernels do 2-D convolution and pooling only)."""
+    attrs = {a.name: a for a in node.attribute}
+    if node.op_type in SPATIAL_OPS:
+        kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else None
+        rank = len(kernel) if kernel else (weight_ranks.get(node.input[1], 4) - 2 if len(node.input) > 1 else 2)
+        if rank != 2:
+            return f"{rank}-D {node.op_type}"
+        if "ceil_mode" in attrs and attrs["ceil_mode"].i:
+            return f"{node.op_type} with ceil_mode=1"
+    if node.op_type == "Slice" and opset is not None and opset < 10:
+        return "Slice before opset 10"
+    return None
+
+
 def _unsupported(model: Any) -> str | None:
-    """Why the numpy kernels cannot run `model`, or None."""
+    """Why the numpy kernels cannot run `model`, or None: missing operators, or uses of them they do not cover."""
     missing = sorted({n.op_type for n in model.graph.node if n.op_type not in OPS or n.domain not in ("", "ai.onnx")})
-    return f"the reference backend has no kernels for {', '.join(missing)}" if missing else None
+    if missing:
+        return f"the reference backend has no kernels for {', '.join(missing)}"
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    ranks = {t.name: len(t.dims) for t in model.graph.initializer}
+    limits = sorted({why for n in model.graph.node if (why := _limits(n, ranks, opset))})
+    return f"the reference backend has no kernels for {', '.join(limits)}" if limits else None
 
 
 class ReferenceBackend(Backend):

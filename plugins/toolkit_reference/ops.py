@@ -82,6 +82,8 @@ def max_pool(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
     if attrs.get("ceil_mode", 0):
         raise NotImplementedError("MaxPool: ceil_mode=1")
     kernel = tuple(attrs["kernel_shape"])
+    if x.ndim != 4 or len(kernel) != 2:
+        raise NotImplementedError("MaxPool: only 2-D pooling")
     strides = tuple(attrs.get("strides", (1, 1)))
     dilations = tuple(attrs.get("dilations", (1, 1)))
     pads = _pads(attrs, x, kernel, strides, dilations)
@@ -92,6 +94,10 @@ def max_pool(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
 def average_pool(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
     x = inputs[0]
     kernel = tuple(attrs["kernel_shape"])
+    if x.ndim != 4 or len(kernel) != 2:
+        raise NotImplementedError("AveragePool: only 2-D pooling")
+    if attrs.get("ceil_mode", 0):
+        raise NotImplementedError("AveragePool: ceil_mode=1")
     strides = tuple(attrs.get("strides", (1, 1)))
     pads = _pads(attrs, x, kernel, strides, (1, 1))
     if any(pads) and not attrs.get("count_include_pad", 0):
@@ -189,6 +195,8 @@ def cast(inputs, attrs):
 
 @op("Slice")
 def slice_(inputs, attrs):
+    if len(inputs) < 3:
+        raise NotImplementedError("Slice: the opset-1 form with starts/ends attributes")
     x, starts, ends = inputs[0], inputs[1], inputs[2]
     axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else np.arange(len(starts))
     steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else np.ones(len(starts), dtype=np.int64)

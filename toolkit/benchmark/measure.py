@@ -63,24 +63,28 @@ def declared_specs(artifact: Artifact) -> tuple[list[TensorSpec], list[TensorSpe
 
 
 def check_session_specs(session: Session, artifact: Artifact, backend: str) -> None:
-    """A backend must describe the model as the model describes itself: same output names, dtypes and ranks."""
+    """A backend must describe the model as the model describes itself: the same input and output names, dtypes
+    and ranks (dimensions may differ only where one side leaves them dynamic)."""
     declared = declared_specs(artifact)
-    if declared is None or not declared[1]:
+    if declared is None:
         return
-    theirs = {s.name: s for s in session.output_specs}
-    for spec in declared[1]:
-        got = theirs.get(spec.name)
-        problem = None
-        if got is None:
-            problem = f"has no output '{spec.name}' (it declares {', '.join(theirs) or 'none'})"
-        elif got.dtype != spec.dtype and _is_tensor_dtype(got.dtype) and _is_tensor_dtype(spec.dtype):
-            problem = f"declares output '{spec.name}' as {got.dtype}, the model file says {spec.dtype}"
-        elif len(got.shape) != len(spec.shape) or not all(
-                a is None or b is None or a == b for a, b in zip(got.shape, spec.shape)):
-            problem = (f"declares output '{spec.name}' with shape {_shape(got.shape)}, the model file says "
-                       f"{_shape(spec.shape)}")
-        if problem:
-            raise CheckFailedError(f"backend {backend} {problem}", "Report it to the backend plugin's author")
+    for what, ours, theirs_list in (("input", declared[0], session.input_specs),
+                                    ("output", declared[1], session.output_specs)):
+        theirs = {s.name: s for s in theirs_list}
+        for spec in ours:
+            got = theirs.get(spec.name)
+            problem = None
+            if got is None:
+                problem = f"has no {what} '{spec.name}' (it declares {', '.join(theirs) or 'none'})"
+            elif got.dtype != spec.dtype and _is_tensor_dtype(got.dtype) and _is_tensor_dtype(spec.dtype):
+                problem = f"declares {what} '{spec.name}' as {got.dtype}, the model file says {spec.dtype}"
+            elif len(got.shape) != len(spec.shape) or not all(
+                    a is None or b is None or a == b for a, b in zip(got.shape, spec.shape)):
+                problem = (f"declares {what} '{spec.name}' with shape {_shape(got.shape)}, the model file says "
+                           f"{_shape(spec.shape)}")
+            if problem:
+                raise CheckFailedError(f"backend {backend} {problem}",
+                                       "The backend is at fault, not the model: report it to the plugin's author")
 
 
 def _is_tensor_dtype(dtype: str) -> bool:

@@ -95,7 +95,9 @@ def check_backend(name: str, artifact: Artifact, provider: str | None) -> None:
 def failure(request: BenchRequest, error: ToolkitError, details: str | None = None,
             status: str = "error") -> BenchFailure:
     """A failed or skipped pair as a record whose one line names the model and the backend."""
-    where = f"{Path(request.model).name} on {request.backend}" if request.backend else Path(request.model).name
+    # The model as the user typed it when that was a relative path (data/conv/model.onnx), else its file name.
+    shown = request.model if not Path(request.model).is_absolute() else Path(request.model).name
+    where = f"{shown} on {request.backend}" if request.backend else shown
     return BenchFailure(model=request.model, backend=request.backend, error=f"{where}: {error.one_line()}",
                         exit_code=error.exit_code, status=status,
                         details=details if details and debug_enabled() else None)
@@ -153,9 +155,9 @@ def plan(models: Iterable[str], backends: list[str], template: BenchRequest,
             mine.append(req)
         for name, why in left_out.items():
             skipped.append(failure(replace(base, backend=name), UsageError(why), status="skipped"))
-        if mine or not backends:
+        if mine:
             failures.extend(skipped)
-        else:  # nothing named can run this model: that is an error, not a skip
+        else:  # nothing that was named or chosen can run this model: that is an error, not a skip
             failures.extend(replace(s, status="error") for s in skipped)
         requests.extend(mine)
     return requests, failures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -97,8 +98,13 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
                          "Drop --shape/--batch, or drop --inputs")
     if all_backends and backends:
         raise UsageError("--all-backends and --backend contradict each other", "Use one of them")
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)  # fail before the benchmark, not after it
+    if output:  # fail before the benchmark, not after it
+        output.parent.mkdir(parents=True, exist_ok=True)
+        try:  # the real test, as root too: can a file be made beside it?
+            tempfile.TemporaryFile(dir=output.parent).close()
+        except OSError as e:
+            raise UsageError(f"--output '{output}' cannot be written ({e.strerror})",
+                             "Pick a file in a folder you can write to") from None
     regs = plugins.registries()
     if dataset:
         regs.datasets.get(dataset)
@@ -159,3 +165,5 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
         click.echo(f"Error: {r.error}", err=True)
     if failed:
         sys.exit(max(r.exit_code for r in failed))
+    if not ok:  # everything was skipped: nothing was measured, which a script must not take for success
+        sys.exit(max((r.exit_code for r in skipped), default=2))

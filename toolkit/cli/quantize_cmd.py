@@ -21,6 +21,7 @@ def list_schemes(fmt: str) -> None:
     if fmt == "json":
         echo_json({"schemes": rows})
     else:
+        click.echo(f"{'scheme':<10} {'quantizer':<20} formats  (needs) what it makes and what runs it")
         for r in sorted(rows, key=lambda r: (r["scheme"], -r["priority"])):
             needs = "calibration data" if r["needs_calibration"] else "no data"
             click.echo(f"{r['scheme']:<10} {r['quantizer']:<20} {'/'.join(r['from'])} -> {r['to']}  "

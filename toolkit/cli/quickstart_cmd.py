@@ -40,7 +40,7 @@ def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
     for note in result.notes:
         err.print(f"[yellow]Note:[/] {note}", soft_wrap=True)
     if fmt == "json":
-        echo_json({"dataset": result.dataset, "summary": result.summary,
+        echo_json({"dataset": result.dataset, "summary": result.summary, "problems": failed_checks(result),
                    "results": [r.to_dict() for r in result.records]})
     else:
         from rich.table import Table

@@ -69,6 +69,6 @@ def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> N
         return
     score = (f"test accuracy {metrics['accuracy'] * 100:.2f}%" if "accuracy" in metrics else
              ", ".join(f"test {k} {metrics[k]:.4g}" for k in ("mae", "rmse") if k in metrics))
-    click.echo(f"Trained {model} on {dataset} ({metrics.get('train_samples')} samples, {epochs} epochs, "
+    click.echo(f"Trained {model} on {dataset} ({metrics.get('train_samples')} samples, {epochs} epoch{'s' if epochs != 1 else ''}, "
                f"{metrics.get('train_seconds', 0):.0f} s): {score} on {metrics.get('test_samples')} held-out samples")
     click.echo(f"Wrote {artifact.path}, {artifact.path.name}.manifest.json and metrics.json in {output_dir}")
