@@ -438,3 +438,14 @@ def test_a_named_dimension_shared_by_inputs_is_given_once(tmp_path):
     assert proc.returncode == 2 and "dimension 'L' is 7 in 'a' but 8 in 'b'" in proc.stderr
     proc = run_cli("bench", str(model), "--shape", "a=3x7", "--batch", "2")
     assert proc.returncode == 2 and "give the batch two sizes" in proc.stderr
+
+
+@pytest.mark.parametrize("fixture,precision", [("tiny_fp32.tflite", "fp32"), ("tiny_int8.tflite", "int8")])
+def test_a_tflite_file_without_a_manifest_gets_its_precision_from_its_tensors(fixture, precision, tmp_path):
+    from toolkit.api import model_format
+    from toolkit.testing import tiny_tflite_model
+
+    path = tiny_tflite_model(tmp_path, fixture)
+    assert model_format("tflite").describe(path)["precision"] == precision
+    proc, results = bench_json(str(path), "--runs", "3")
+    assert proc.returncode == 0 and results[0]["precision"] == precision

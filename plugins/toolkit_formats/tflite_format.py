@@ -35,8 +35,15 @@ class TFLiteFormat(ModelFormat):
         info = read_tflite(path)
         out: dict[str, Any] = {"ops": info.ops}
         quantized = [s for s in [*info.inputs, *info.outputs] if s.quantization is not None]
+        types = set(info.tensor_dtypes)
         if any(s.dtype == "int16" for s in quantized):
             out["precision"] = "int16x8"
-        elif quantized:
+        elif quantized or ("int8" in types and "QUANTIZE" in info.ops):  # integer graph, maybe float at its edges
             out["precision"] = "int8"
+        elif "int8" in types:  # int8 weights, float activations
+            out["precision"] = "dynamic"
+        elif "float16" in types:
+            out["precision"] = "fp16"
+        elif types <= {"float32", "int32", "int64", "bool"}:
+            out["precision"] = "fp32"
         return out

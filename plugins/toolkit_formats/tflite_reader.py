@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -51,6 +51,8 @@ class TFLiteInfo:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     ops: list[str]  # sorted unique operator names
+    # Element types of every tensor of the main subgraph (weights included): what the precision is inferred from.
+    tensor_dtypes: tuple[str, ...] = field(default=(), compare=False)
 
 
 def read_tflite(path: str | os.PathLike) -> TFLiteInfo:
@@ -139,7 +141,12 @@ class _Reader:
                 index = self.operator_code_index(pos, s, n_sub_tensors, n_codes)
                 if index not in names:
                     names[index] = self.op_name(model.OperatorCodes(index), index)
-        return TFLiteInfo(inputs, outputs, sorted(set(names.values())))
+        dtypes = set()
+        for index in range(n_tensors):
+            tensor = self.table(main.Tensors(index), "tensor")
+            self.field(tensor, _TENSOR_TYPE, 1, "tensor")
+            dtypes.add(_DTYPES.get(tensor.Type(), "unknown"))
+        return TFLiteInfo(inputs, outputs, sorted(set(names.values())), tuple(sorted(dtypes)))
 
     def operator_code_index(self, pos: int, subgraph: int, n_tensors: int, n_codes: int) -> int:
         op = Operator()

@@ -1,5 +1,5 @@
 """The main job exactly as `make demo` runs it, on the real Fashion-MNIST (the Debian package): the longest
-test, in its own file so that a parallel run schedules it beside the others."""
+test, in its own file (named to be collected early) so that a parallel run schedules it beside the others."""
 
 from __future__ import annotations
 
