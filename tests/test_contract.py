@@ -449,3 +449,57 @@ def test_a_tflite_file_without_a_manifest_gets_its_precision_from_its_tensors(fi
     assert model_format("tflite").describe(path)["precision"] == precision
     proc, results = bench_json(str(path), "--runs", "3")
     assert proc.returncode == 0 and results[0]["precision"] == precision
+
+
+# ---------------------------------------------------------------------------------------------- robustness
+def test_ctrl_c_stops_at_once_reports_what_finished_and_exits_130(tiny):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import TOOLKIT
+
+    proc = subprocess.Popen([TOOLKIT, "bench", str(tiny), str(tiny), "--runs", "10000000", "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # the first pair is timing its ten million runs
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the benchmark child should be running"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 2.0
+    assert proc.returncode == 130 and "Interrupted." in err and "Stopped after 0 of 2 pairs" in err
+    assert json.loads(out)["results"] == []
+    time.sleep(0.5)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "a child outlived the CLI"
+
+
+def test_a_pipe_named_like_a_model_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    proc = run_cli("bench", str(fifo), timeout=30)
+    assert proc.returncode == 2 and "is not a regular file" in proc.stderr
+
+
+def test_an_unreadable_manifest_is_a_note_and_the_model_still_runs(tiny):
+    manifest_path(tiny).write_text("[]")
+    proc, results = bench_json(str(tiny), "--runs", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "ignoring tiny.onnx.manifest.json: it is unreadable" in results[0]["notes"][0]
+
+
+def test_concurrent_quantizations_into_one_output_leave_a_manifest_that_matches_the_file(tiny_with_manifest):
+    import subprocess
+
+    from conftest import TOOLKIT
+
+    out = tiny_with_manifest.with_name("shared.onnx")
+    procs = [subprocess.Popen([TOOLKIT, "quantize", str(tiny_with_manifest), "--scheme", "fake8", "-o", f"note={i}",
+                               "--output", str(out), "--format", "json"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **CONTRACT}) for i in range(4)]
+    for p in procs:
+        p.communicate(timeout=300)
+        assert p.returncode == 0
+    manifest = json.loads(manifest_path(out).read_text())
+    assert manifest["sha256"] == sha256_file(out)
+    assert not [p for p in out.parent.iterdir() if ".partial" in p.name or p.name.endswith(".tmp")]

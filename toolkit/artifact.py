@@ -149,8 +149,8 @@ class Artifact:
                        "it is not JSON" if isinstance(e, json.JSONDecodeError) else
                        "it is nested too deeply" if isinstance(e, RecursionError) else
                        f"{str(e)[:80]}" if isinstance(e, ValueError) else "its fields have the wrong types")
-                raise ModelFileError(f"manifest '{mpath}' is unreadable: {why}",
-                                     "Delete it, or make the artifact again") from None
+                return cls(path, None, [f"ignoring {mpath.name}: it is unreadable ({why}); delete it or make the "
+                                        "artifact again"], format_name=fmt)
             if manifest.format != fmt:
                 raise ModelFileError(f"manifest '{mpath}' says format {manifest.format} but the file is {fmt}",
                                      "Delete the stale manifest or re-create the artifact")

@@ -34,6 +34,7 @@ MEMORY_LIMIT_ENV = "TOOLKIT_CHILD_MEMORY_MB"
 # Address space, not resident memory: TensorFlow's converter peaks near 4 GB of it, a runtime near 2 GB.
 DEFAULT_MEMORY_MB = 8192
 _FD_ENV = "TOOLKIT_CHILD_FD"
+_PARENT_ENV = "TOOLKIT_CHILD_PARENT"
 _HEADER = struct.Struct("!Q")
 
 
@@ -123,7 +124,8 @@ def report_progress(payload: Any) -> None:
 
 
 def _die_with_parent() -> None:
-    """Linux: the kernel kills this child when the process that started it dies, so no orphan keeps running."""
+    """Linux: the kernel kills this child when the process that started it dies, so no orphan keeps running.
+    A parent that died before this ran is caught by comparing with the pid it handed down."""
     try:
         import ctypes
 
@@ -131,6 +133,8 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.environ.get(_PARENT_ENV) and os.getppid() != int(os.environ[_PARENT_ENV]):
+        os._exit(1)
 
 
 def _child_main() -> None:
@@ -182,7 +186,7 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
     if memory_mb is None:
         memory_mb = int(os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_MB)
     read_fd, write_fd = os.pipe()
-    env = dict(os.environ, **{_FD_ENV: str(write_fd)})
+    env = dict(os.environ, **{_FD_ENV: str(write_fd), _PARENT_ENV: str(os.getpid())})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     message, phase, timed_out = None, None, False
     with tempfile.TemporaryFile() as log:
@@ -219,9 +223,13 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
                     continue
                 message = (kind, payload)
                 break
+        except BaseException:  # Ctrl-C, SIGTERM turned exception: the child must not outlive this moment
+            if proc.poll() is None:
+                proc.kill()
+            raise
         finally:
             os.close(read_fd)
-            if timed_out or message is None:
+            if (timed_out or message is None) and proc.poll() is None:
                 try:
                     proc.wait(timeout=0 if timed_out else 10)
                 except subprocess.TimeoutExpired:

@@ -44,6 +44,8 @@ def detect(path: str | os.PathLike) -> str:
             if fmt.sniff(b"", p):
                 return fmt.name
         raise ModelFileError(f"'{p}' is a folder, not a model file", f"Pass a model file ({known_suffixes()})")
+    if not p.is_file():  # a FIFO or a device would block or never end: refused before it is opened
+        raise ModelFileError(f"'{p}' is not a regular file (a pipe, socket or device)", "Pass a model file")
     size = p.stat().st_size
     with open(p, "rb") as f:
         head = f.read(max([fmt.head_size for fmt in formats] or [16]))

@@ -5,12 +5,14 @@ source's fails loudly (CheckFailedError, exit 1) and is kept as NAME.failed.EXT 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -167,17 +169,31 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
             if not parity["passed"]:
                 failed = output.with_name(f"{output.stem}.failed{output.suffix}")
                 manifest.file = failed.name
-                os.replace(work, failed)
-                atomic.write_json(manifest_path(failed), manifest.to_dict())
+                with publishing(output.parent):
+                    os.replace(work, failed)
+                    atomic.write_json(manifest_path(failed), manifest.to_dict())
                 raise CheckFailedError(
                     f"'{output.name}' does not match its source '{source.path.name}' on {parity['data']}: "
                     f"{_parity_text(parity)} (needs {parity['rule']})",
                     f"Nothing was written as {output.name}; the rejected file is kept as {failed.name} for inspection")
-        os.replace(work, output)
-        atomic.write_json(manifest_path(output), manifest.to_dict())
+        with publishing(output.parent):
+            os.replace(work, output)
+            atomic.write_json(manifest_path(output), manifest.to_dict())
     finally:
         work.unlink(missing_ok=True)
     return Artifact(output, manifest, format_name=made["format"])
+
+
+@contextmanager
+def publishing(folder: Path) -> Iterator[None]:
+    """Serialise publishing in `folder` across processes: file and manifest of one command land together, never
+    interleaved with another command writing the same name. A lock on the folder itself leaves no lock file."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _role(kind: str) -> str:
@@ -312,9 +328,10 @@ def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
             metrics={**headline, "dataset": dataset},
             extra={"dataset": dataset, "num_classes": regs.datasets.get(dataset).num_classes},
         )
-        os.replace(work, output)
-        atomic.write_json(manifest_path(output), manifest.to_dict())
-        atomic.write_json(output_dir / "metrics.json", metrics)
+        with publishing(output_dir):
+            os.replace(work, output)
+            atomic.write_json(manifest_path(output), manifest.to_dict())
+            atomic.write_json(output_dir / "metrics.json", metrics)
     finally:
         work.unlink(missing_ok=True)
     return Artifact(output, manifest, format_name=family.format), metrics

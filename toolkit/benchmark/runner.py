@@ -163,8 +163,11 @@ def plan(models: Iterable[str], backends: list[str], template: BenchRequest,
     return requests, failures
 
 
-def run_all(requests: list[BenchRequest], on_done: Callable[[Record], None] | None = None) -> list[Record]:
-    records: list[Record] = []
+def run_all(requests: list[BenchRequest], on_done: Callable[[Record], None] | None = None,
+            records: list[Record] | None = None) -> list[Record]:
+    """Run every request in turn, appending to `records` as each finishes (so an interrupted run keeps what
+    finished)."""
+    records = [] if records is None else records
     for req in requests:
         record = run_pair(req)
         records.append(record)

@@ -107,7 +107,7 @@ def cli(show_traceback: bool) -> None:
     """edge toolkit: from training to a quantized, verified, benchmarked model on a real device.
 
     \b
-    Start here (offline, about 1.5 minutes on 2 cores):
+    Start here (offline, a few minutes on 2 cores):
       toolkit quickstart --output quickstart-out
     Then bring your own model:
       toolkit bench model.tflite model.onnx --format json
@@ -117,9 +117,31 @@ def cli(show_traceback: bool) -> None:
         os.environ["TOOLKIT_DEBUG"] = "1"
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: stop now (children are killed on the way out), exit 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupted)
     try:
-        cli.main(args=argv, prog_name="toolkit")
-    except KeyboardInterrupt:
+        # Not standalone: click would turn Ctrl-C into "Aborted!" and exit 1.
+        rv = cli.main(args=argv, prog_name="toolkit", standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:
+        cause = e if isinstance(e, KeyboardInterrupt) else e.__context__
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        sys.exit(getattr(cause, "exit_code", 130))
+    sys.exit(rv if isinstance(rv, int) else 0)

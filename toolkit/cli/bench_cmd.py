@@ -124,13 +124,17 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
         req.options = per_backend.get(req.backend, {})
     err_console = Console(stderr=True)
     records = list(problems)
+    interrupted: KeyboardInterrupt | None = None
     if requests:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
             task = progress.add_task("benchmarking", total=len(requests))
-            records += run_all(requests, on_done=lambda record: progress.advance(task))
+            try:
+                run_all(requests, on_done=lambda record: progress.advance(task), records=records)
+            except KeyboardInterrupt as e:  # report what finished, in the chosen format, then stop
+                interrupted = e
 
     ok = ok_records(records)
     failed = [r for r in records if r.status == "error"]
@@ -163,6 +167,10 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
         if r.details:  # --traceback: the child's stack or the crashed runtime's own output
             click.echo(r.details.rstrip(), err=True)
         click.echo(f"Error: {r.error}", err=True)
+    if interrupted is not None:
+        done = len(records) - len(problems)
+        click.echo(f"Stopped after {done} of {len(requests)} pairs; the results above are the finished ones.", err=True)
+        raise interrupted
     if failed:
         sys.exit(max(r.exit_code for r in failed))
     if not ok:  # everything was skipped: nothing was measured, which a script must not take for success
