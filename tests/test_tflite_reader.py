@@ -12,7 +12,6 @@ import random
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import flatbuffers
@@ -277,21 +276,19 @@ def test_a_model_without_subgraphs_is_refused():
         read_tflite_bytes(_model(0, 1))
 
 
+@pytest.mark.timeout(60)  # a hang guard: read naively, this is 4e8 visits (many minutes), not a speed target
 def test_offsets_that_share_one_table_many_times_are_read_once():
-    # 20,000 subgraph entries x 20,000 operator entries, all one table each: 4e8 visits if read naively.
+    # 20,000 subgraph entries x 20,000 operator entries, all one table each.
     data = _model(20_000, 20_000)
-    started = time.perf_counter()
     assert read_tflite_bytes(data).ops == ["ADD"]
-    assert time.perf_counter() - started < 5
 
 
+@pytest.mark.timeout(60)  # a hang guard, as above
 def test_many_subgraphs_sharing_one_huge_operator_list_are_refused_quickly():
     # Distinct subgraph tables, one shared 20,000-entry operator list: the work is bounded by the file's size.
     data = _model(20_000, 20_000, distinct_subgraphs=True)
-    started = time.perf_counter()
     with pytest.raises(ModelFileError, match="over and over"):
         read_tflite_bytes(data)
-    assert time.perf_counter() - started < 5
 
 
 # -- models made with TensorFlow (slow) -----------------------------------------------------------------------
