@@ -164,6 +164,7 @@ def test_int8_onnx_node_with_several_integer_inputs(tmp_path):
     assert len(results[0]["inputs"]) == 8
 
 
+@pytest.mark.slow
 def test_accuracy_on_a_model_with_a_fixed_batch_of_three(tmp_path):
     # A linear classifier over 8x8 digits whose batch dimension is fixed at 3: chunks of exactly 3.
     import onnx

@@ -259,6 +259,7 @@ def test_the_reference_backend_reports_a_malformed_graph_as_a_model_file_error(t
 
 
 # ---------------------------------------------------------------------------------------------- process boundary
+@pytest.mark.slow
 def test_the_child_reports_its_own_peak_memory_not_the_parents(tiny):
     ballast = np.ones(400 * 1024 * 1024 // 8)  # 400 MB touched in this process before the child starts
     proc, results = bench_json(str(tiny), "--runs", "5")
@@ -452,6 +453,7 @@ def test_a_tflite_file_without_a_manifest_gets_its_precision_from_its_tensors(fi
 
 
 # ---------------------------------------------------------------------------------------------- robustness
+@pytest.mark.slow
 def test_ctrl_c_stops_at_once_reports_what_finished_and_exits_130(tiny):
     import signal
     import subprocess
@@ -486,6 +488,7 @@ def test_an_unreadable_manifest_is_a_note_and_the_model_still_runs(tiny):
     assert "ignoring tiny.onnx.manifest.json: it is unreadable" in results[0]["notes"][0]
 
 
+@pytest.mark.slow
 def test_concurrent_quantizations_into_one_output_leave_a_manifest_that_matches_the_file(tiny_with_manifest):
     import subprocess
 

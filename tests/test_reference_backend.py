@@ -34,6 +34,7 @@ def node_cases():
         return {c.name: c for c in collect_testcases(None) if c.name in CASES}
 
 
+@pytest.mark.slow  # collecting ONNX's node cases runs every case's export code: about 10 s before the first test
 @pytest.mark.parametrize("name", CASES)
 def test_reference_ops_reproduce_onnx_expected_outputs(name, node_cases, tmp_path):
     import onnx

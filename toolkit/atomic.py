@@ -53,14 +53,6 @@ def json_text(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=_json_default) + "\n"
 
 
-def move_into_place(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Rename a finished temporary file (same filesystem) onto its final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, path)
-    return path
-
-
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

@@ -38,7 +38,7 @@ def detect(path: str | os.PathLike) -> str:
     if not p.exists():
         raise ModelFileError(f"model file '{p}' does not exist", "Check the path")
     formats = all_formats()
-    dir_formats = [f for f in formats if getattr(f, "is_directory", False)]
+    dir_formats = [f for f in formats if f.is_directory]
     if p.is_dir():
         for fmt in dir_formats:
             if fmt.sniff(b"", p):

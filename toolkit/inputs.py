@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .benchmark.protocol import anonymous_dim
 from .errors import UsageError, first_line
 from .specs import TensorSpec
 
@@ -60,7 +61,7 @@ def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
                 raise UsageError(f"--shape {spec.name}={'x'.join(map(str, shape))} and --batch {batch} give the batch "
                                  "two sizes", "Drop --batch, or make the --shape's first dimension match it")
             for dim, name, size in zip(spec.shape, spec.dim_names or (), shape):
-                if dim is None and name and not _anonymous(name):
+                if dim is None and not anonymous_dim(name):
                     if name in sizes and sizes[name][0] != size:
                         raise UsageError(f"dimension '{name}' is {sizes[name][0]} in '{sizes[name][1]}' but {size} in "
                                          f"'{spec.name}'", "Give a named dimension one size")
@@ -107,14 +108,8 @@ def _spec_name(specs: Sequence[TensorSpec], given: str) -> str:
     return matches[0] if len(matches) == 1 else given
 
 
-def _anonymous(name: str | None) -> bool:
-    # Converters name dimensions they know nothing about (tf2onnx: unk__48): such names tie nothing together.
-    return name is None or name.startswith("unk__")
-
-
 def _dim_label(name: str | None, default: str) -> str:
-    # Converters name anonymous dimensions (tf2onnx: unk__48); those names mean nothing to a user.
-    return name if name and not name.startswith("unk__") else default
+    return default if anonymous_dim(name) else name
 
 
 def format_shape(spec: TensorSpec) -> str:

@@ -14,7 +14,7 @@ from .benchmark.protocol import environment
 from .benchmark.runner import capable_backends, run_pair
 from .errors import DataUnavailableError, ToolkitError
 from .records import BenchRecord, BenchRequest, Record
-from .cli.render import md_escape
+from .cli.render import markdown_table
 from .units import fmt_us, human_size
 
 MODEL = "cnn"  # the main job is the CNN's; its plugin says which datasets suit it
@@ -192,11 +192,12 @@ def report_markdown(result: QuickstartResult) -> str:
         f"Machine: {env['cpu']}, {env['cores']} cores, {env['arch']}, ISA {' '.join(env['isa'])}. "
         f"Whole run: {result.seconds:.0f} s.",
         "",
-        "| " + " | ".join(SUMMARY_COLUMNS) + " |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        markdown_table(SUMMARY_COLUMNS, [summary_cells(row) for row in result.summary],
+                       right=[col not in ("artifact", "backend") for col in SUMMARY_COLUMNS]).rstrip("\n"),
+        "",
+        "## Checks against the source",
+        "",
     ]
-    lines += ["| " + " | ".join(md_escape(c) for c in summary_cells(row)) + " |" for row in result.summary]
-    lines += ["", "## Checks against the source", ""]
     for a in result.artifacts:
         p = a.manifest.metrics.get("parity", {}) if a.manifest else {}
         if p:

@@ -24,6 +24,7 @@ import numpy as np
 from . import formats, plugins
 from .artifact import Artifact
 from .benchmark import protocol
+from .benchmark.measure import batch_of
 from .interfaces import Backend, BackendOptions
 
 # Tiny TFLite files made once with TensorFlow (tests/support/make_tiny_tflite.py) and shipped with the toolkit,
@@ -134,11 +135,9 @@ def assert_backend_conforms(backend: Backend, model: str | Path, batches: Sequen
         inputs = _inputs_for(session.input_specs, n, 3 + i, seed=i)
         session.resize({k: tuple(v.shape) for k, v in inputs.items()})
         outputs = session.run(inputs)
-        batch = n if session.input_specs and session.input_specs[0].shape[:1] == (None,) else None
-        names = session.input_specs[0].dim_names if session.input_specs else ()
+        batch, dim_name = batch_of(session, inputs)
         try:
-            protocol.check_outputs(outputs, [s.to_dict() for s in session.output_specs], batch,
-                                   names[0] if names else None)
+            protocol.check_outputs(outputs, [s.to_dict() for s in session.output_specs], batch, dim_name)
         except protocol.ProtocolError as e:
             raise AssertionError(f"{where} (batch {n}): {e}") from None
         session.bench_callable(inputs)()  # must run on the preloaded inputs without raising

@@ -11,11 +11,14 @@ import numpy as np
 
 from toolkit.api import Availability, ModelFileError, ModelFormat, TensorSpec
 
+from .parse_once import parse_once
+
 # Operators that only appear in quantized graphs (QDQ and QOperator forms).
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
                  "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd", "QLinearMul"}
 
 
+@parse_once
 def load_graph(path: Path) -> Any:
     """The ModelProto without external data; ModelFileError for anything protobuf cannot parse."""
     import onnx

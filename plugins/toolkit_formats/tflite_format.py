@@ -9,6 +9,15 @@ from typing import Any
 
 from toolkit.api import Availability, ModelFormat, TensorSpec
 
+from .parse_once import parse_once
+
+
+@parse_once
+def _read(path: Path) -> Any:
+    from .tflite_reader import read_tflite  # the schema package is imported only when a file is read
+
+    return read_tflite(path)
+
 
 class TFLiteFormat(ModelFormat):
     name = "tflite"
@@ -24,15 +33,11 @@ class TFLiteFormat(ModelFormat):
         return head[4:8] == b"TFL3"
 
     def read_specs(self, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-        from .tflite_reader import read_tflite
-
-        info = read_tflite(path)
+        info = _read(path)
         return info.inputs, info.outputs
 
     def describe(self, path: Path) -> dict[str, Any]:
-        from .tflite_reader import read_tflite
-
-        info = read_tflite(path)
+        info = _read(path)
         out: dict[str, Any] = {"ops": info.ops}
         quantized = [s for s in [*info.inputs, *info.outputs] if s.quantization is not None]
         types = set(info.tensor_dtypes)

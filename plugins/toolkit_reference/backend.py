@@ -27,6 +27,18 @@ def _load_graph(path: str, external_data: bool) -> Any:
     return model
 
 
+def _load_external_data(model: Any, path: Any) -> None:
+    """Weights stored beside the graph, read into the already parsed model (not a second parse of the file)."""
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    if any(uses_external_data(t) for t in model.graph.initializer):
+        try:
+            load_external_data_for_model(model, str(path.parent))
+        except (OSError, ValueError) as e:
+            raise ModelFileError(f"cannot read the external data of '{path.name}': {type(e).__name__}",
+                                 "Keep the data files beside the model") from None
+
+
 def _check_wiring(model: Any, inputs: list[TensorSpec]) -> None:
     """Every node reads only values that exist before it runs: otherwise a malformed graph, said as such."""
     known = {i.name for i in model.graph.initializer} | {s.name for s in inputs} | {""}
@@ -151,5 +163,5 @@ class ReferenceBackend(Backend):
             raise ModelFileError(f"{why} (in '{artifact.path.name}')", "Use the onnxruntime backend for this model")
         inputs, outputs = model_format("onnx").read_specs(artifact.path)
         _check_wiring(graph, inputs)
-        model = _load_graph(str(artifact.path), external_data=True)  # in the child, under its memory limit
-        return ReferenceSession(model, inputs, outputs, options.threads)
+        _load_external_data(graph, artifact.path)  # in the child, under its memory limit
+        return ReferenceSession(graph, inputs, outputs, options.threads)

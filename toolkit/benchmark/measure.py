@@ -76,28 +76,15 @@ def check_session_specs(session: Session, artifact: Artifact, backend: str) -> N
             problem = None
             if got is None:
                 problem = f"has no {what} '{spec.name}' (it declares {', '.join(theirs) or 'none'})"
-            elif got.dtype != spec.dtype and _is_tensor_dtype(got.dtype) and _is_tensor_dtype(spec.dtype):
+            elif got.dtype != spec.dtype and protocol.tensor_dtype(got.dtype) and protocol.tensor_dtype(spec.dtype):
                 problem = f"declares {what} '{spec.name}' as {got.dtype}, the model file says {spec.dtype}"
             elif len(got.shape) != len(spec.shape) or not all(
                     a is None or b is None or a == b for a, b in zip(got.shape, spec.shape)):
-                problem = (f"declares {what} '{spec.name}' with shape {_shape(got.shape)}, the model file says "
-                           f"{_shape(spec.shape)}")
+                problem = (f"declares {what} '{spec.name}' with shape {protocol.fmt_shape(got.shape)}, the model "
+                           f"file says {protocol.fmt_shape(spec.shape)}")
             if problem:
                 raise CheckFailedError(f"backend {backend} {problem}",
                                        "The backend is at fault, not the model: report it to the plugin's author")
-
-
-def _is_tensor_dtype(dtype: str) -> bool:
-    """Numeric and bool tensors have numpy dtypes; sequences and maps (an ONNX classifier's) are named per runtime."""
-    try:
-        np.dtype(dtype)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _shape(shape: tuple) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def _feed(session: Session, x: Any) -> dict[str, np.ndarray]:

@@ -176,13 +176,24 @@ def shape_fits(declared: Sequence[int | None], actual: Sequence[int]) -> bool:
     return len(declared) == len(actual) and all(d is None or d == a for d, a in zip(declared, actual))
 
 
-def _fmt_shape(shape: Sequence[int | None]) -> str:
+def fmt_shape(shape: Sequence[int | None]) -> str:
+    """[?, 10] for a shape with a dynamic first dimension."""
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def _anonymous(dim_name: str | None) -> bool:
-    # Converters name dimensions they know nothing about (tf2onnx: unk__48): such a name ties nothing.
+def anonymous_dim(dim_name: str | None) -> bool:
+    """Whether a dimension is unnamed, or named by a converter that knew nothing about it (tf2onnx: unk__48):
+    such a name ties nothing together and means nothing to a user."""
     return dim_name is None or dim_name.startswith("unk__")
+
+
+def tensor_dtype(dtype: str) -> np.dtype | None:
+    """The numpy dtype of a tensor spec's dtype; None for sequences and maps (an ONNX classifier's), whose type
+    names differ from runtime to runtime."""
+    try:
+        return np.dtype(dtype)
+    except (TypeError, ValueError):
+        return None
 
 
 def follows_batch(spec: Mapping[str, Any], batch_dim_name: str | None) -> bool:
@@ -193,7 +204,7 @@ def follows_batch(spec: Mapping[str, Any], batch_dim_name: str | None) -> bool:
         return False
     names = spec.get("dim_names") or ()
     name = names[0] if names else None
-    return name == batch_dim_name or (_anonymous(name) and _anonymous(batch_dim_name))
+    return name == batch_dim_name or (anonymous_dim(name) and anonymous_dim(batch_dim_name))
 
 
 def check_outputs(outputs: Mapping[str, Any], specs: Sequence[Mapping[str, Any]], batch: int | None = None,
@@ -214,9 +225,8 @@ def check_outputs(outputs: Mapping[str, Any], specs: Sequence[Mapping[str, Any]]
                             f"{', '.join(names)}")
     for spec in specs:
         value = outputs[spec["name"]]
-        try:
-            want = np.dtype(spec["dtype"])
-        except (TypeError, ValueError):
+        want = tensor_dtype(spec["dtype"])
+        if want is None:
             continue  # non-tensor outputs (an ONNX classifier's seq(map)) are returned as the runtime gives them
         if not isinstance(value, np.ndarray):
             raise ProtocolError(f"output '{spec['name']}' is a {type(value).__name__}, not a numpy array")
@@ -224,6 +234,6 @@ def check_outputs(outputs: Mapping[str, Any], specs: Sequence[Mapping[str, Any]]
             raise ProtocolError(f"output '{spec['name']}' has dtype {value.dtype}, the model declares {spec['dtype']}")
         if not shape_fits(spec["shape"], value.shape):
             raise ProtocolError(f"output '{spec['name']}' has shape {list(value.shape)}, the model declares "
-                                f"{_fmt_shape(spec['shape'])}")
+                                f"{fmt_shape(spec['shape'])}")
         if batch is not None and follows_batch(spec, batch_dim_name) and value.shape[0] != batch:
             raise ProtocolError(f"output '{spec['name']}' has {value.shape[0]} rows for a batch of {batch}")
