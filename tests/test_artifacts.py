@@ -65,12 +65,14 @@ def test_sniff_rejects_bad_files_with_one_clear_line(tmp_path, name, content, me
     assert "\n" not in err.value.one_line()
 
 
-def test_a_stale_manifest_of_another_format_is_refused(artifacts, tmp_path):
+def test_a_stale_manifest_of_another_format_is_ignored_with_a_note(artifacts, tmp_path):
     model = tmp_path / "m.onnx"
     model.write_bytes(artifacts["onnx"].read_bytes())
     manifest_path(model).write_text(manifest_path(artifacts["tflite"]).read_text())
-    with pytest.raises(ModelFileError, match="says format tflite but the file is onnx"):
-        Artifact.open(model)
+    opened = Artifact.open(model)
+    assert opened.manifest is None
+    assert opened.notes == ["ignoring m.onnx.manifest.json: it describes a tflite file, and this one is onnx; "
+                            "delete it or make the artifact again"]
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temporary(tmp_path):

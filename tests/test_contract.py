@@ -323,14 +323,21 @@ def test_registering_through_the_api_checks_types_in_process():
 @pytest.mark.slow
 def test_a_result_that_changes_the_answers_is_never_published_under_its_name(tiny_with_manifest):
     out = tiny_with_manifest.with_name("scrambled.onnx")
+    before = sorted(p.name for p in out.parent.iterdir())
     proc = run_cli("quantize", str(tiny_with_manifest), "--scheme", "scramble8", "--output", str(out), env=CONTRACT)
     assert proc.returncode == 1
     assert "'scrambled.onnx' does not match its source 'tiny.onnx' on tiny-tabular:test[:400]" in proc.stderr
-    assert "kept as scrambled.failed.onnx" in proc.stderr
+    assert "keep the rejected file for inspection with --keep-failed" in proc.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == before  # nothing published, no working file left
+
+    proc = run_cli("quantize", str(tiny_with_manifest), "--scheme", "scramble8", "--output", str(out),
+                   "--keep-failed", env=CONTRACT)
+    assert proc.returncode == 1
+    assert "kept as scrambled.failed.onnx, marked failed in its manifest" in proc.stderr
     assert not out.exists() and not manifest_path(out).exists()
     kept = json.loads(manifest_path(out.with_name("scrambled.failed.onnx")).read_text())
-    assert kept["metrics"]["parity"]["passed"] is False
-    assert not [p for p in out.parent.iterdir() if ".partial" in p.name]  # no working file left behind
+    assert kept["metrics"]["parity"]["passed"] is False and kept["file"] == "scrambled.failed.onnx"
+    assert not [p for p in out.parent.iterdir() if ".partial" in p.name]
 
 
 @pytest.mark.slow

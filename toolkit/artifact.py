@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
-from .errors import ModelFileError
 from .specs import TensorSpec, specs_from_dicts, specs_to_dicts
 
 MANIFEST_SCHEMA = 2
@@ -137,27 +136,33 @@ class Artifact:
         path = Path(path)
         fmt = formats.detect(path)
         mpath = manifest_path(path)
-        manifest = None
-        if mpath.exists():
-            try:
-                data = json.loads(mpath.read_text())
-                if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                manifest = Manifest.from_dict(data)
-            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-                why = (f"the field {e} is missing" if isinstance(e, KeyError) else
-                       "it is not JSON" if isinstance(e, json.JSONDecodeError) else
-                       "it is nested too deeply" if isinstance(e, RecursionError) else
-                       f"{str(e)[:80]}" if isinstance(e, ValueError) else "its fields have the wrong types")
-                return cls(path, None, [f"ignoring {mpath.name}: it is unreadable ({why}); delete it or make the "
-                                        "artifact again"], format_name=fmt)
-            if manifest.format != fmt:
-                raise ModelFileError(f"manifest '{mpath}' says format {manifest.format} but the file is {fmt}",
-                                     "Delete the stale manifest or re-create the artifact")
-            if manifest.sha256 != sha256_file(path):
-                return cls(path, None, [f"ignored {mpath.name}: it describes another version of the file "
-                                        "(sha256 differs)"], format_name=fmt)
-        return cls(path, manifest, format_name=fmt)
+        with atomic.folder_lock(path.parent, exclusive=False):  # never between a publisher's file and manifest
+            manifest, note = cls._read_manifest(path, mpath, fmt)
+        return cls(path, manifest, [note] if note else [], format_name=fmt)
+
+    @staticmethod
+    def _read_manifest(path: Path, mpath: Path, fmt: str) -> tuple["Manifest | None", str | None]:
+        if not mpath.exists():
+            return None, None
+        try:
+            data = json.loads(mpath.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            manifest = Manifest.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            why = (f"the field {e} is missing" if isinstance(e, KeyError) else
+                   "it is not JSON" if isinstance(e, json.JSONDecodeError) else
+                   "it is nested too deeply" if isinstance(e, RecursionError) else
+                   f"{str(e)[:80]}" if isinstance(e, ValueError) else "its fields have the wrong types")
+            return None, f"ignoring {mpath.name}: it is unreadable ({why}); delete it or make the artifact again"
+        except OSError as e:
+            return None, f"ignoring {mpath.name}: it cannot be read ({e.strerror})"
+        if manifest.format != fmt:
+            return None, (f"ignoring {mpath.name}: it describes a {manifest.format} file, and this one is {fmt}; "
+                          "delete it or make the artifact again")
+        if manifest.sha256 != sha256_file(path):
+            return None, f"ignoring {mpath.name}: it describes another version of the file (sha256 differs)"
+        return manifest, None
 
     def write_manifest(self) -> Path:
         if self.manifest is None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -63,3 +65,22 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, exclusive: bool) -> Iterator[None]:
+    """A lock on a folder across processes: writers that publish a file with its manifest hold it exclusively,
+    readers of the pair hold it shared, so no reader sees one without the other. Locking the folder itself
+    leaves no lock file behind; a folder we cannot open is read without the lock."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        if exclusive:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -27,12 +27,13 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
+from . import janitor
 from .errors import ChildCrashedError, ToolkitError, first_line
 
 DEFAULT_TIMEOUT_S = 900.0
 MEMORY_LIMIT_ENV = "TOOLKIT_CHILD_MEMORY_MB"
 # Address space, not resident memory: TensorFlow's converter peaks near 4 GB of it, a runtime near 2 GB.
-DEFAULT_MEMORY_MB = 8192
+MIN_DEFAULT_MEMORY_MB = 4096
 _FD_ENV = "TOOLKIT_CHILD_FD"
 _PARENT_ENV = "TOOLKIT_CHILD_PARENT"
 _HEADER = struct.Struct("!Q")
@@ -176,6 +177,16 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def default_memory_mb() -> int:
+    """Three quarters of this machine's memory (at least 4 GiB of address space): a hostile model that asks for
+    more fails in its child with a clear error instead of pushing the machine into swap or the OOM killer."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+    except (ValueError, OSError):
+        return MIN_DEFAULT_MEMORY_MB * 2
+    return max(MIN_DEFAULT_MEMORY_MB, total * 3 // 4)
+
+
 def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S, memory_mb: int | None = None,
                  on_progress: Callable[[Any], None] | None = None, **kwargs: Any) -> Any:
     """Call `module:function(**kwargs)` in a fresh interpreter and return its (JSON-able) result.
@@ -184,17 +195,26 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
     `.log`) when the process died: a signal, a timeout, or an exit without a result.
     """
     if memory_mb is None:
-        memory_mb = int(os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_MB)
+        memory_mb = int(os.environ.get(MEMORY_LIMIT_ENV) or default_memory_mb())
     read_fd, write_fd = os.pipe()
-    env = dict(os.environ, **{_FD_ENV: str(write_fd), _PARENT_ENV: str(os.getpid())})
+    # A private temporary folder (TensorFlow's SavedModels, tf.autograph's files): removed whatever happens.
+    scratch = tempfile.mkdtemp(prefix="toolkit-child-")
+    janitor.track_path(scratch)
+    env = dict(os.environ, **{_FD_ENV: str(write_fd), _PARENT_ENV: str(os.getpid()), "TMPDIR": scratch})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     message, phase, timed_out = None, None, False
     with tempfile.TemporaryFile() as log:
         try:
+            # Its own process group: a Ctrl-C reaches only us (we stop it), and one kill takes the child together
+            # with anything it started (tf2onnx), here or from the janitor if we are killed.
             proc = subprocess.Popen([sys.executable, "-P", "-m", "toolkit.child"], stdin=subprocess.PIPE, stdout=log,
-                                    stderr=log, pass_fds=(write_fd,), env=env)
+                                    stderr=log, pass_fds=(write_fd,), env=env, process_group=0)
+        except BaseException:
+            janitor.remove(scratch)
+            raise
         finally:
             os.close(write_fd)
+        janitor.track_group(proc.pid)
         try:
             assert proc.stdin is not None
             try:
@@ -224,8 +244,7 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
                 message = (kind, payload)
                 break
         except BaseException:  # Ctrl-C, SIGTERM turned exception: the child must not outlive this moment
-            if proc.poll() is None:
-                proc.kill()
+            _kill_group(proc.pid)
             raise
         finally:
             os.close(read_fd)
@@ -234,9 +253,11 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
                     proc.wait(timeout=0 if timed_out else 10)
                 except subprocess.TimeoutExpired:
                     pass
-            if proc.poll() is None:
-                proc.kill()
+            _kill_group(proc.pid)  # also whatever the child started and left running
             proc.wait()
+            janitor.untrack_group(proc.pid)
+            janitor.remove(scratch)
+            janitor.untrack_path(scratch)
             log.seek(0)
             log_text = log.read().decode("utf-8", "replace")
     if message is None:
@@ -251,6 +272,13 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
         return payload
     text, hint, exit_code, tb = payload
     raise ChildError(text, hint, exit_code, tb + ("\n--- child output ---\n" + log_text[-4000:] if log_text else ""))
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 if __name__ == "__main__":

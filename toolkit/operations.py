@@ -5,18 +5,16 @@ source's fails loudly (CheckFailedError, exit 1) and is kept as NAME.failed.EXT 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import secrets
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import atomic, formats, plugins
+from . import atomic, formats, janitor, plugins
 from .artifact import Artifact, Manifest, library_versions, manifest_path, sha256_file
 from .child import run_in_child
 from .errors import CheckFailedError, ToolkitError, UnknownNameError, UsageError
@@ -146,11 +144,10 @@ def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | 
 
 def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: str | None,
              calibration: str | None, samples: int, seed: int, extra: dict[str, Any], verify: bool,
-             dataset: str | None) -> Artifact:
+             dataset: str | None, keep_failed: bool) -> Artifact:
     """Run the step into a working path, build the manifest, check parity, then move file and manifest in place."""
     item = choice.item
-    work = _working_path(output)
-    try:
+    with janitor.temporary(_working_path(output)) as work:
         try:
             made = run_in_child("toolkit.operations:step_in_child", kind=kind, name=item.name,
                                 source=str(source.path), output=str(work), scheme=scheme, calibration=calibration,
@@ -167,33 +164,30 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
             parity = check_parity(candidate, source, dataset or calibration)
             manifest.metrics["parity"] = parity
             if not parity["passed"]:
-                failed = output.with_name(f"{output.stem}.failed{output.suffix}")
-                manifest.file = failed.name
-                with publishing(output.parent):
-                    os.replace(work, failed)
-                    atomic.write_json(manifest_path(failed), manifest.to_dict())
+                hint = f"Nothing was written as {output.name}"
+                if keep_failed:
+                    failed = output.with_name(f"{output.stem}.failed{output.suffix}")
+                    manifest.file = failed.name
+                    with publishing(output.parent):
+                        os.replace(work, failed)
+                        atomic.write_json(manifest_path(failed), manifest.to_dict())
+                    hint += f"; the rejected file is kept as {failed.name}, marked failed in its manifest"
+                else:
+                    hint += "; keep the rejected file for inspection with --keep-failed"
                 raise CheckFailedError(
                     f"'{output.name}' does not match its source '{source.path.name}' on {parity['data']}: "
-                    f"{_parity_text(parity)} (needs {parity['rule']})",
-                    f"Nothing was written as {output.name}; the rejected file is kept as {failed.name} for inspection")
+                    f"{_parity_text(parity)} (needs {parity['rule']})", hint)
         with publishing(output.parent):
             os.replace(work, output)
             atomic.write_json(manifest_path(output), manifest.to_dict())
-    finally:
-        work.unlink(missing_ok=True)
     return Artifact(output, manifest, format_name=made["format"])
 
 
-@contextmanager
-def publishing(folder: Path) -> Iterator[None]:
+def publishing(folder: Path) -> Any:
     """Serialise publishing in `folder` across processes: file and manifest of one command land together, never
-    interleaved with another command writing the same name. A lock on the folder itself leaves no lock file."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    interleaved with another command writing the same name, and never seen half-done by a reader (Artifact.open
+    reads under the shared side of the same lock)."""
+    return atomic.folder_lock(folder, exclusive=True)
 
 
 def _role(kind: str) -> str:
@@ -243,7 +237,7 @@ def _plugin_version(owner: str) -> str | None:
 
 def convert(source_path: str | Path, to: str, output: str | Path | None = None, dataset: str | None = None,
             verify: bool = True, converter: str | None = None, options: Mapping[str, Any] | None = None,
-            on_note: Callable[[str], None] | None = None) -> Artifact:
+            on_note: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
     source = Artifact.open(source_path)
     if source.format == to:
         raise UsageError(f"'{source.path.name}' is already in {to} format", "Pick another --to")
@@ -256,7 +250,7 @@ def convert(source_path: str | Path, to: str, output: str | Path | None = None, 
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     if dataset:
         plugins.registries().datasets.get(dataset)
-    return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset)
+    return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset, keep_failed)
 
 
 def default_calibration(source: Artifact) -> str | None:
@@ -267,8 +261,11 @@ def default_calibration(source: Artifact) -> str | None:
 def quantize(source_path: str | Path, scheme: str, calibration: str | None = None,
              output: str | Path | None = None, samples: int = 200, seed: int = 0, verify: bool = True,
              to: str | None = None, quantizer: str | None = None, options: Mapping[str, Any] | None = None,
-             on_note: Callable[[str], None] | None = None) -> Artifact:
+             on_note: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
     source = Artifact.open(source_path)
+    if source.precision not in ("fp32", "fp16", "unknown"):
+        raise UsageError(f"'{source.path.name}' is already quantized ({source.precision})",
+                         "Quantize the float model it was made from")
     choice = choose_quantizer(source.format, scheme, to, quantizer)
     if choice.note and on_note:
         on_note(choice.note)
@@ -289,7 +286,7 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
                         q.target_format)
     if out.exists() and on_note:
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
-    return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None)
+    return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None, keep_failed)
 
 
 def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
@@ -303,7 +300,6 @@ def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
     output_dir = Path(output_dir)
     output = output_dir / f"{model}{formats.suffix_of(family.format)}"
     output_dir.mkdir(parents=True, exist_ok=True)
-    work = _working_path(output)
 
     def on_progress(payload: list) -> None:
         if payload[0] == "start" and on_start:
@@ -311,7 +307,7 @@ def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
         elif payload[0] == "batch" and on_batch:
             on_batch(*payload[1:])
 
-    try:
+    with janitor.temporary(_working_path(output)) as work:
         made = run_in_child("toolkit.operations:train_in_child", timeout_s=None, on_progress=on_progress,
                             model=model, dataset=dataset, epochs=epochs, output=str(work), options=options)
         if not work.exists():
@@ -332,8 +328,6 @@ def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
             os.replace(work, output)
             atomic.write_json(manifest_path(output), manifest.to_dict())
             atomic.write_json(output_dir / "metrics.json", metrics)
-    finally:
-        work.unlink(missing_ok=True)
     return Artifact(output, manifest, format_name=family.format), metrics
 
 

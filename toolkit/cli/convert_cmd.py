@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option, note, plugin_command, plugin_option, traceback_option
+from .options import (echo_json, format_option, keep_failed_option, memory_limit_option, note, plugin_command,
+                      plugin_option, traceback_option)
 
 
 @plugin_command("convert", kinds=("converters",))
@@ -19,14 +20,16 @@ from .options import echo_json, format_option, note, plugin_command, plugin_opti
 @click.option("--dataset", metavar="NAME",
               help="Real data for the parity check (default: the dataset in MODEL's manifest).")
 @plugin_option
+@keep_failed_option
+@memory_limit_option
 @format_option
 @traceback_option
-def convert(model, target, converter, output, dataset, plugin_options, fmt) -> None:
+def convert(model, target, converter, output, dataset, plugin_options, keep_failed, fmt) -> None:
     """Convert MODEL to another format and check the result against MODEL on real data.
 
     The result is written under its final name only after every output matches the source's (within float
-    rounding for fp32); otherwise the command fails with exit code 1 and keeps the rejected file as
-    NAME.failed.EXT for inspection.
+    rounding for fp32); otherwise the command fails with exit code 1 and nothing is written (with --keep-failed
+    the rejected file is kept as NAME.failed.EXT). Interrupted or killed, it leaves no file behind.
 
     \b
     Example:
@@ -37,7 +40,7 @@ def convert(model, target, converter, output, dataset, plugin_options, fmt) -> N
     from ..options import parse_pairs
 
     artifact = operations.convert(model, target, output, dataset=dataset, converter=converter,
-                                  options=parse_pairs(plugin_options), on_note=note)
+                                  options=parse_pairs(plugin_options), on_note=note, keep_failed=keep_failed)
     report_artifact(artifact, fmt)
 
 

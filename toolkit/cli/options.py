@@ -20,6 +20,24 @@ def _set_traceback(ctx: click.Context, param: click.Parameter, value: bool) -> N
 traceback_option = click.option("--traceback", is_flag=True, expose_value=False, is_eager=True,
                                 callback=_set_traceback, help="Show the full traceback of an error.")
 
+keep_failed_option = click.option(
+    "--keep-failed", is_flag=True,
+    help="When the result fails its check, keep it as NAME.failed.EXT with a manifest marked failed.")
+
+
+def _set_memory_limit(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        from ..child import MEMORY_LIMIT_ENV
+
+        os.environ[MEMORY_LIMIT_ENV] = str(value)  # read by every child this command starts
+
+
+memory_limit_option = click.option(
+    "--memory-limit", type=click.IntRange(min=256), metavar="MB", expose_value=False, is_eager=True,
+    callback=_set_memory_limit,
+    help="Address-space limit of each child process in MB (default: from this machine's memory, or "
+         "$TOOLKIT_CHILD_MEMORY_MB).")
+
 plugin_option = click.option("-o", "--option", "plugin_options", multiple=True, metavar="KEY=VALUE",
                              help="An option of the chosen plugin (see below); repeat for several.")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option, note, plugin_command, plugin_option, traceback_option
+from .options import (echo_json, format_option, keep_failed_option, memory_limit_option, note, plugin_command,
+                      plugin_option, traceback_option)
 
 
 def list_schemes(fmt: str) -> None:
@@ -47,11 +48,15 @@ def list_schemes(fmt: str) -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: MODEL_SCHEME beside MODEL).")
 @plugin_option
+@keep_failed_option
+@memory_limit_option
 @traceback_option
-def quantize(fmt, model, scheme, list_schemes_, quantizer, calibration, samples, target, seed, output, plugin_options) -> None:
+def quantize(fmt, model, scheme, list_schemes_, quantizer, calibration, samples, target, seed, output, plugin_options,
+             keep_failed) -> None:
     """Quantize MODEL with a scheme, calibrated on real data. Built in: .keras -> full-int8 .tflite;
     .onnx -> static QDQ .onnx (uint8 activations, int8 per-channel weights). The result is published only if it
-    agrees with MODEL on real held-out data; otherwise exit 1 and the rejected file is kept as NAME.failed.EXT.
+    agrees with MODEL on real held-out data; otherwise exit 1 and nothing is written (with --keep-failed the
+    rejected file is kept as NAME.failed.EXT). Interrupted or killed, it leaves no file behind.
 
     \b
     Examples:
@@ -70,5 +75,6 @@ def quantize(fmt, model, scheme, list_schemes_, quantizer, calibration, samples,
     from .convert_cmd import report_artifact
 
     artifact = operations.quantize(model, scheme, calibration, output, samples=samples, seed=seed, to=target,
-                                   quantizer=quantizer, options=parse_pairs(plugin_options), on_note=note)
+                                   quantizer=quantizer, options=parse_pairs(plugin_options), on_note=note,
+                                   keep_failed=keep_failed)
     report_artifact(artifact, fmt)
