@@ -159,7 +159,7 @@ def test_a_child_that_runs_past_its_timeout_is_killed():
     with pytest.raises(ChildCrashedError) as err:
         run_in_child("slow_work:sleep", timeout_s=1.0, seconds=60)
     assert err.value.failure.timed_out
-    assert err.value.one_line() == "child process timed out."
+    assert err.value.one_line() == "its process timed out."
 
 
 def test_a_child_over_its_memory_limit_fails_with_the_fix():
@@ -167,7 +167,7 @@ def test_a_child_over_its_memory_limit_fails_with_the_fix():
 
     with pytest.raises(ChildError) as err:
         run_in_child("slow_work:allocate", memory_mb=400, megabytes=1024)
-    assert err.value.one_line() == "ran out of memory. Raise the limit with TOOLKIT_CHILD_MEMORY_MB=MB"
+    assert err.value.one_line() == "ran out of memory. Raise it with --memory-limit MB (or $TOOLKIT_CHILD_MEMORY_MB)"
     assert run_in_child("slow_work:allocate", memory_mb=2048, megabytes=16) == 16 * 1024 * 1024
 
 

@@ -155,7 +155,7 @@ def _child_main() -> None:
     except ToolkitError as exc:
         _send("error", [exc.message, exc.hint, exc.exit_code, traceback.format_exc()])
     except MemoryError:
-        _send("error", ["ran out of memory", f"Raise the limit with {MEMORY_LIMIT_ENV}=MB", 1, traceback.format_exc()])
+        _send("error", ["ran out of memory", "Raise it with --memory-limit MB (or $TOOLKIT_CHILD_MEMORY_MB)", 1, traceback.format_exc()])
     except BaseException as exc:  # a runtime's own error or a bug: keep its text and traceback
         # One line, bounded: some runtimes put a whole model or a multi-line log into their messages.
         text = first_line(exc)
@@ -264,7 +264,12 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
         code = proc.returncode
         failure = ChildFailure(signal=-code if code is not None and code < 0 and not timed_out else None,
                                exit_code=code, timed_out=timed_out)
-        err = ChildCrashedError(f"child process {failure.describe()}")
+        while_ = f" while {phase}" if phase else ""
+        hint = ("Something killed it, often the kernel's out-of-memory killer; --memory-limit MB makes it fail "
+                "cleanly instead" if failure.signal == signal.SIGKILL else
+                "Run it again with --traceback for the process's output")
+        what = "timed out" if timed_out else f"died ({failure.describe()})"
+        err = ChildCrashedError(f"its process {what}{while_}", None if timed_out else hint)
         err.failure, err.phase, err.log = failure, phase, log_text  # type: ignore[attr-defined]
         raise err
     kind, payload = message

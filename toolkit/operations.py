@@ -107,7 +107,15 @@ def default_output(source: Path, target_format: str, precision: str) -> Path:
 def _check_output(source: Artifact, output: Path, target_format: str) -> Path:
     if output.resolve() == source.path.resolve():
         raise UsageError(f"--output '{output}' would overwrite the source model", "Pick another output path")
-    return formats.check_output_name(output, target_format)
+    output = formats.check_output_name(output, target_format)
+    folder = output.parent
+    if not folder.is_dir():
+        raise UsageError(f"the folder of --output '{output}' does not exist", f"Create it first: mkdir -p {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write in '{folder}' (permission denied)", "Pick another --output")
+    if output.is_dir():
+        raise UsageError(f"--output '{output}' is a folder", "Name a file, e.g. model.onnx")
+    return output
 
 
 def _working_path(output: Path) -> Path:
@@ -118,15 +126,19 @@ def _working_path(output: Path) -> Path:
 def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | None, calibration: str | None,
                   samples: int, seed: int, extra: dict[str, Any]) -> dict[str, Any]:
     """Child entry point: one converter or quantizer run; then the written file's specs, read by its format."""
+    from .child import report_phase
+
     regs = plugins.registries()
     options = ConversionOptions(seed=seed, extra=extra)
     if calibration:
+        report_phase(f"loading calibration data from {calibration}")
         dataset = regs.datasets.get(calibration)
         dataset.require_available()
         options.calibration = dataset.calibration(samples, seed)
         options.calibration_name = calibration
     src = Artifact.open(source)
     out = Path(output)
+    report_phase("converting" if kind == "convert" else "quantizing")
     if kind == "convert":
         result = regs.converters.get(name).convert(src, out, options)
     else:
@@ -136,6 +148,7 @@ def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | 
         raise TypeError(f"{kind} {name} returned a {type(result).__name__}, not a ConversionResult")
     if not out.exists():
         raise UsageError(f"{kind} {name} reported success but wrote no file", "Report it to the plugin's author")
+    report_phase("reading the result's inputs and outputs")
     fmt = formats.get(formats.detect(out))
     inputs, outputs = fmt.read_specs(out)
     return {"result": result.to_dict(), "format": fmt.name, "describe": fmt.describe(out),
@@ -161,7 +174,11 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
         manifest = _derived_manifest(source, output, work, made, result, kind, item.name, owner, seed, extra)
         candidate = Artifact(work, manifest, format_name=made["format"])
         if verify:
-            parity = check_parity(candidate, source, dataset or calibration)
+            try:
+                parity = check_parity(candidate, source, dataset or calibration)
+            except ToolkitError as e:
+                e.message = f"checking {output.name} against {source.path.name}: {e.message}"
+                raise
             manifest.metrics["parity"] = parity
             if not parity["passed"]:
                 hint = f"Nothing was written as {output.name}"
@@ -271,6 +288,8 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
         on_note(choice.note)
     q: Quantizer = choice.item
     extra = resolve_options(q, options or {})
+    out = _check_output(source, Path(output) if output else default_output(source.path, q.target_format, scheme),
+                        q.target_format)
     if calibration is None and q.needs_calibration:
         calibration = default_calibration(source)
         if calibration is None:
@@ -282,8 +301,6 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
             on_note(f"calibrating on {calibration}, the dataset recorded in {source.path.name}'s manifest")
     if calibration:
         plugins.registries().datasets.get(calibration)  # an unknown name fails here, with a suggestion
-    out = _check_output(source, Path(output) if output else default_output(source.path, q.target_format, scheme),
-                        q.target_format)
     if out.exists() and on_note:
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None, keep_failed)

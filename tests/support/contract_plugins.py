@@ -202,10 +202,38 @@ class ScrambleQuantizer(Quantizer):
         return ConversionResult(precision="fp32")
 
 
+class StuckQuantizer(Quantizer):
+    """Starts a process of its own and writes half a file, then dies (die8) or hangs (hang8): what a killed or
+    crashed converter leaves behind, for the core to clean up. Writes the pids it knows to $STUCK_PIDS."""
+
+    name = "stuck"
+    source_formats = ("onnx",)
+    target_format = "onnx"
+    schemes = ("die8", "hang8")
+    needs_calibration = False
+
+    def quantize(self, source, output: Path, scheme: str, options) -> ConversionResult:
+        import os
+        import signal
+        import subprocess
+        import tempfile
+        import time
+
+        helper = subprocess.Popen(["sleep", "300"])
+        output.write_bytes(source.path.read_bytes()[:100])
+        scratch = tempfile.mkdtemp()  # in the TMPDIR the core gave this process
+        Path(os.environ["STUCK_PIDS"]).write_text(f"{os.getpid()} {helper.pid} {scratch}")
+        if scheme == "die8":
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(300)
+        raise AssertionError("not reached")
+
+
 @hookimpl
 def register_quantizers(register):
     _good.register_quantizers(register)
     register(ScrambleQuantizer())
+    register(StuckQuantizer())
 
 
 class PartialBackend(TwistedBackend):

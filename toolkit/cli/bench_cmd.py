@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from .options import plugin_command, plugin_option, note, stdout_console, traceback_option
+from .options import memory_limit_option, note, plugin_command, plugin_option, stdout_console, traceback_option
 
 
 def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[str, dict[str, str]]:
@@ -66,6 +66,7 @@ def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[st
               show_default=True, help="Output format: json ({\"results\": [...]}) and csv are for scripts.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results to a file: .json, .csv, .md, or anything else for the plain table.")
+@memory_limit_option
 @traceback_option
 def bench(models, backends, all_backends, provider, threads, batch, shapes, inputs_file, runs, warmup,
           max_seconds, dataset, runner, plugin_options, fmt, output) -> None:

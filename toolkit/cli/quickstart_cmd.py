@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option, stdout_console, traceback_option
+from .options import echo_json, format_option, memory_limit_option, stdout_console, traceback_option
 
 
 @click.command("quickstart")
@@ -19,6 +19,7 @@ from .options import echo_json, format_option, stdout_console, traceback_option
 @click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True,
               help="Timed runs per (artifact, backend) pair, after 20 warm-up runs.")
 @format_option
+@memory_limit_option
 @traceback_option
 def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
     """Train the CNN, make fp32 and int8 TFLite and ONNX artifacts, check each against its source, then

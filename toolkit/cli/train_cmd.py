@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option, traceback_option
+from .options import echo_json, format_option, memory_limit_option, traceback_option
 
 
 class TrainCommand(click.Command):
@@ -39,6 +39,7 @@ class TrainCommand(click.Command):
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
               show_default=True, help="Folder for MODEL.keras, its manifest and metrics.json.")
 @format_option
+@memory_limit_option
 @traceback_option
 def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> None:
     """Train MODEL (a model family, e.g. cnn); write MODEL.keras, its manifest and metrics.json into --output.

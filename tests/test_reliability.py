@@ -1,0 +1,159 @@
+"""What a killed, interrupted or crashed command leaves behind: nothing. No file under a final name that did not
+pass its check, no working file, no temporary folder, no process. The quantizer here (tests/support's `stuck`)
+starts a process of its own, writes half a file and a temporary folder, then dies or hangs; real processes and
+real signals throughout. tools/stress.py does the same to real TensorFlow conversions at random moments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from toolkit.api import Manifest, TensorSpec, sha256_file
+from toolkit.artifact import manifest_path
+from toolkit.testing import tiny_onnx_model
+
+from conftest import TOOLKIT, run_cli
+
+CONTRACT = {"TOOLKIT_PLUGIN_MODULES": "contract_plugins"}
+
+
+@pytest.fixture
+def work(tmp_path) -> dict:
+    """A model in its own folder, a private TMPDIR and a file where the quantizer says what it started."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    model = tiny_onnx_model(folder / "tiny.onnx")
+    manifest = Manifest(file=model.name, format="onnx", precision="fp32", sha256=sha256_file(model), model="tiny",
+                        task="classification", inputs=[TensorSpec("x", (None, 4), "float32")],
+                        outputs=[TensorSpec("y", (None, 3), "float32")], extra={"dataset": "tiny-tabular"})
+    manifest_path(model).write_text(__import__("json").dumps(manifest.to_dict()))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    pids = tmp_path / "pids"
+    env = {**CONTRACT, "TMPDIR": str(tmp), "STUCK_PIDS": str(pids)}
+    return {"model": model, "folder": folder, "tmp": tmp, "pids": pids, "env": env,
+            "before": sorted(p.name for p in folder.iterdir())}
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that will never reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def wait_until(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def assert_nothing_left(work: dict) -> None:
+    child, helper, scratch = work["pids"].read_text().split()
+    assert wait_until(lambda: not alive(int(child)) and not alive(int(helper)), 5), "a process outlived the run"
+    assert wait_until(lambda: sorted(p.name for p in work["folder"].iterdir()) == work["before"], 5), \
+        sorted(p.name for p in work["folder"].iterdir())
+    assert wait_until(lambda: not any(work["tmp"].iterdir()), 5), list(work["tmp"].iterdir())
+    assert not Path(scratch).exists()
+
+
+def start_quantize(work: dict, scheme: str) -> subprocess.Popen:
+    return subprocess.Popen([TOOLKIT, "quantize", str(work["model"]), "--scheme", scheme, "--output",
+                             str(work["folder"] / "out.onnx")], env={**os.environ, **work["env"]},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_converter_that_dies_is_named_with_its_step_and_leaves_nothing(work):
+    proc = run_cli("quantize", str(work["model"]), "--scheme", "die8", "--output", str(work["folder"] / "out.onnx"),
+                   env=work["env"])
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "Error: tiny.onnx -> out.onnx (quantizer stuck): its process died (signal 9, SIGKILL) while quantizing. "
+        "Something killed it, often the kernel's out-of-memory killer; --memory-limit MB makes it fail cleanly "
+        "instead")
+    assert_nothing_left(work)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                       (signal.SIGHUP, 129)])
+def test_a_command_killed_mid_conversion_leaves_no_file_and_no_process(work, sig, code):
+    proc = start_quantize(work, "hang8")
+    assert wait_until(lambda: work["pids"].exists() and len(work["pids"].read_text().split()) == 3, 60)
+    proc.send_signal(sig)  # to the CLI alone, as `kill PID` does
+    assert proc.wait(timeout=10) == code
+    assert_nothing_left(work)
+    if sig != signal.SIGKILL:
+        stderr = proc.stderr.read()
+        assert stderr.strip().endswith("Interrupted."), stderr
+
+
+def test_ctrl_c_to_the_whole_group_stops_the_same_way(work):
+    proc = subprocess.Popen([TOOLKIT, "quantize", str(work["model"]), "--scheme", "hang8", "--output",
+                             str(work["folder"] / "out.onnx")], env={**os.environ, **work["env"]},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
+    assert wait_until(lambda: work["pids"].exists() and len(work["pids"].read_text().split()) == 3, 60)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    assert proc.wait(timeout=10) == 130
+    assert_nothing_left(work)
+
+
+def test_a_missing_output_folder_is_refused_before_any_work(work):
+    proc = run_cli("quantize", str(work["model"]), "--scheme", "fake8", "--output",
+                   str(work["folder"] / "nowhere" / "out.onnx"), env=work["env"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"Error: the folder of --output '{work['folder'] / 'nowhere' / 'out.onnx'}' does "
+                                   f"not exist. Create it first: mkdir -p {work['folder'] / 'nowhere'}")
+
+
+def test_a_quantized_model_is_not_quantized_again(work):
+    proc = run_cli("quantize", str(work["model"]), "--scheme", "int8", "--quantizer", "onnxruntime-qdq",
+                   "--output", str(work["folder"] / "q.onnx"), env=work["env"])
+    assert proc.returncode == 0, proc.stderr
+    again = run_cli("quantize", str(work["folder"] / "q.onnx"), "--quantizer", "onnxruntime-qdq", env=work["env"])
+    assert again.returncode == 2
+    assert again.stderr.strip() == "Error: 'q.onnx' is already quantized (int8). Quantize the float model it was made from"
+
+
+def declares_16_gib_of_external_data(folder: Path) -> Path:
+    """A 200-byte model whose weight lives in a 16 GiB (sparse) file beside it."""
+    from onnx import TensorProto, helper
+
+    columns = 1024 ** 3  # 4 x 2^30 float32: 16 GiB
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4, columns],
+                         data_location=TensorProto.EXTERNAL)
+    for key, value in {"location": "weights.bin", "offset": "0", "length": str(16 * 1024 ** 3)}.items():
+        weight.external_data.add(key=key, value=value)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "big",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, columns])], [weight])
+    model = folder / "big.onnx"
+    model.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    with open(folder / "weights.bin", "wb") as f:
+        f.truncate(16 * 1024 ** 3)
+    return model
+
+
+def test_a_model_declaring_16_gib_of_external_data_fails_in_its_child_not_in_the_cli(tmp_path):
+    import sys
+
+    model = declares_16_gib_of_external_data(tmp_path)
+    script = Path(__file__).parent / "support" / "cli_peak_memory.py"
+    proc = subprocess.run([sys.executable, "-P", str(script), "bench", str(model), "--backend", "onnxruntime",
+                           "--backend", "reference", "--memory-limit", "4096"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2
+    *errors, peak = proc.stderr.splitlines()
+    assert int(peak.split()[1]) < 300 * 1024, peak  # the CLI process itself, in KiB
+    assert [line.split(":")[0:2] for line in errors] == [["Error", " big.onnx on onnxruntime"],
+                                                         ["Error", " big.onnx on reference"]], errors
+    assert "16.0 GiB of external data" in errors[1]
