@@ -280,6 +280,10 @@ def test_code_beside_the_model_is_never_imported_by_a_child(tiny):
                           capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["results"][0]["status"] == "ok"
+    proc = subprocess.run([TOOLKIT, "quantize", tiny.name, "--quantizer", "onnxruntime-qdq", "--calibration",
+                           "tiny-tabular"], cwd=tiny.parent, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **CONTRACT})
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_traceback_is_accepted_after_the_subcommand(tiny):

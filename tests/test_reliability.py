@@ -157,3 +157,38 @@ def test_a_model_declaring_16_gib_of_external_data_fails_in_its_child_not_in_the
     assert [line.split(":")[0:2] for line in errors] == [["Error", " big.onnx on onnxruntime"],
                                                          ["Error", " big.onnx on reference"]], errors
     assert "16.0 GiB of external data" in errors[1]
+
+
+def test_a_quickstart_stopped_half_way_leaves_no_results_of_the_run_before(tmp_path):
+    from toolkit.quickstart import run_quickstart
+
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "report.md").write_text("# an older run")
+
+    def interrupted(description, total=None):
+        raise KeyboardInterrupt  # Ctrl-C as the first step starts
+
+    with pytest.raises(KeyboardInterrupt):
+        run_quickstart(tmp_path, dataset="digits", step=interrupted)
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_concurrent_commands_into_one_output_leave_a_manifest_that_describes_the_file(work):
+    """Four quantizations with different calibration seeds (so different bytes) race for one name."""
+    import json
+
+    out = work["folder"] / "race.onnx"
+    for _ in range(2):
+        procs = [subprocess.Popen([TOOLKIT, "quantize", str(work["model"]), "--quantizer", "onnxruntime-qdq",
+                                   "--seed", str(seed), "--output", str(out), "--format", "json"],
+                                  env={**os.environ, **work["env"]}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for seed in range(4)]
+        done = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+        assert [code for code, _, _ in done] == [0, 0, 0, 0], [err for _, _, err in done]
+        reported = {json.loads(stdout)["manifest"]["sha256"] for _, stdout, _ in done}
+        on_disk = json.loads(manifest_path(out).read_text())
+        assert on_disk["sha256"] == sha256_file(out) and on_disk["sha256"] in reported
+        assert len(reported) > 1  # the race was real: the runs made different files
+    assert sorted(p.name for p in work["folder"].iterdir()) == sorted(work["before"] + [out.name,
+                                                                                        manifest_path(out).name])

@@ -126,6 +126,10 @@ def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | N
     dataset, notes = choose_dataset(dataset)
     epochs = epochs or plugins.registries().datasets.get(dataset).suggested_epochs
 
+    # The last run's results describe files this run replaces: a run stopped half-way must not leave them beside
+    # the new files; results.json and report.md come back when this run finishes.
+    for stale in ("results.json", "report.md"):
+        (output_dir / stale).unlink(missing_ok=True)
     step(f"training {MODEL} on {dataset}")
     trained, training = operations.train(MODEL, dataset, epochs, output_dir, on_start=on_start,
                                          on_batch=on_batch, limit=limit, seed=seed)

@@ -141,7 +141,7 @@ def race(args: argparse.Namespace) -> int:
         reported = set()
         for code, out, err in outs:
             if code == 0:
-                reported.add(json.loads(out)["sha256"])
+                reported.add(json.loads(out)["manifest"]["sha256"])
             else:
                 problems.append(f"exit {code}: {err.strip()[-200:]}")
         if on_disk not in reported:
