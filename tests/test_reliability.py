@@ -122,6 +122,13 @@ def test_a_quantized_model_is_not_quantized_again(work):
     again = run_cli("quantize", str(work["folder"] / "q.onnx"), "--quantizer", "onnxruntime-qdq", env=work["env"])
     assert again.returncode == 2
     assert again.stderr.strip() == "Error: 'q.onnx' is already quantized (int8). Quantize the float model it was made from"
+    manifest_path(work["folder"] / "q.onnx").unlink()  # without a manifest, the file itself tells
+    again = run_cli("quantize", str(work["folder"] / "q.onnx"), "--quantizer", "onnxruntime-qdq",
+                    "--calibration", "tiny-tabular", env=work["env"])
+    assert again.returncode == 2
+    assert again.stderr.strip().endswith("'q.onnx' is already quantized (int8). Quantize the float model it was "
+                                         "made from")
+    assert sorted(p.name for p in work["folder"].iterdir()) == sorted(work["before"] + ["q.onnx"])
 
 
 def declares_16_gib_of_external_data(folder: Path) -> Path:

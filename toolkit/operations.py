@@ -138,6 +138,8 @@ def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | 
         options.calibration_name = calibration
     src = Artifact.open(source)
     out = Path(output)
+    if kind == "quantize" and src.manifest is None:  # the file itself says (a parse the CLI leaves to us)
+        _refuse_quantized(src.path, formats.get(src.format).describe(src.path).get("precision"))
     report_phase("converting" if kind == "convert" else "quantizing")
     if kind == "convert":
         result = regs.converters.get(name).convert(src, out, options)
@@ -153,6 +155,11 @@ def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | 
     inputs, outputs = fmt.read_specs(out)
     return {"result": result.to_dict(), "format": fmt.name, "describe": fmt.describe(out),
             "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]}
+
+
+def _refuse_quantized(path: Path, precision: str | None) -> None:
+    if precision not in (None, "unknown", "fp32", "fp16"):
+        raise UsageError(f"'{path.name}' is already quantized ({precision})", "Quantize the float model it was made from")
 
 
 def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: str | None,
@@ -280,9 +287,7 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
              to: str | None = None, quantizer: str | None = None, options: Mapping[str, Any] | None = None,
              on_note: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
     source = Artifact.open(source_path)
-    if source.precision not in ("fp32", "fp16", "unknown"):
-        raise UsageError(f"'{source.path.name}' is already quantized ({source.precision})",
-                         "Quantize the float model it was made from")
+    _refuse_quantized(source.path, source.precision)
     choice = choose_quantizer(source.format, scheme, to, quantizer)
     if choice.note and on_note:
         on_note(choice.note)

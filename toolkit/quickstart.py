@@ -119,6 +119,7 @@ def int8_source_for(trained: Artifact, converted: Artifact) -> Artifact | None:
 
 def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | None = None, limit: int | None = None,
                    runs: int = 200, max_seconds: float = 4.0, eval_seconds: float = 30.0, seed: int = 0,
+                   keep_failed: bool = False,
                    step: Callable[..., None] = lambda description, total=None: None,
                    on_start: Callable[[int], None] | None = None,
                    on_batch: Callable[[int, int, dict], None] | None = None) -> QuickstartResult:
@@ -138,7 +139,7 @@ def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | N
     for target in deployment_formats(trained.format):
         step(f"converting to {target} fp32")
         try:
-            converted = operations.convert(trained.path, target)
+            converted = operations.convert(trained.path, target, keep_failed=keep_failed)
         except ToolkitError as e:
             failed_steps.append(e.one_line())
             continue
@@ -149,7 +150,8 @@ def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | N
             continue
         step(f"quantizing to {target} int8")
         try:
-            artifacts.append(operations.quantize(int8_source.path, "int8", dataset, to=target, seed=seed))
+            artifacts.append(operations.quantize(int8_source.path, "int8", dataset, to=target, seed=seed,
+                                                 keep_failed=keep_failed))
         except ToolkitError as e:
             failed_steps.append(e.one_line())
 

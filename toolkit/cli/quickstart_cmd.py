@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option, memory_limit_option, stdout_console, traceback_option
+from .options import (echo_json, format_option, keep_failed_option, memory_limit_option, stdout_console,
+                      traceback_option)
 
 
 @click.command("quickstart")
@@ -19,9 +20,10 @@ from .options import echo_json, format_option, memory_limit_option, stdout_conso
 @click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True,
               help="Timed runs per (artifact, backend) pair, after 20 warm-up runs.")
 @format_option
+@keep_failed_option
 @memory_limit_option
 @traceback_option
-def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
+def quickstart(output_dir, dataset, epochs, limit, runs, fmt, keep_failed) -> None:
     """Train the CNN, make fp32 and int8 TFLite and ONNX artifacts, check each against its source, then
     evaluate and benchmark every artifact on every backend that can run it. Works offline.
 
@@ -36,8 +38,8 @@ def quickstart(output_dir, dataset, epochs, limit, runs, fmt) -> None:
 
     err = Console(stderr=True)
     with steps_progress(err, total=15) as step, training_progress(err, "  epochs") as (on_start, on_batch):
-        result = run_quickstart(output_dir, dataset=dataset, epochs=epochs, limit=limit, runs=runs, step=step,
-                                on_start=on_start, on_batch=on_batch)
+        result = run_quickstart(output_dir, dataset=dataset, epochs=epochs, limit=limit, runs=runs,
+                                keep_failed=keep_failed, step=step, on_start=on_start, on_batch=on_batch)
     for note in result.notes:
         err.print(f"[yellow]Note:[/] {note}", soft_wrap=True)
     if fmt == "json":
