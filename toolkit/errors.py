@@ -6,6 +6,9 @@ import difflib
 import os
 from typing import Iterable
 
+# An error is read on one line: longer text is cut (the full text stays in `full_message`, for --traceback).
+MAX_MESSAGE_CHARS = 400
+
 
 def debug_enabled() -> bool:
     """--traceback or TOOLKIT_DEBUG=1: show stacks and the output of child processes."""
@@ -18,15 +21,27 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def one_line_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` as one bounded line. Messages quote names and text from model files and runtimes, which may hold
+    newlines, terminal escapes or kilobytes: control characters are shown escaped (a name 'x\\ny' stays
+    recognisable), and an overlong text is cut with "..." at `limit` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class ToolkitError(Exception):
-    """Base of every error the toolkit reports to a user. `hint` says how to fix it."""
+    """Base of every error the toolkit reports to a user. `hint` says how to fix it. Both are kept to one bounded
+    line (one_line_text); `full_message` is the message as it was given."""
 
     exit_code = 2
 
     def __init__(self, message: str, hint: str | None = None):
+        message = str(message)
         super().__init__(message)
-        self.message = message
-        self.hint = hint
+        self.full_message = message
+        self.message = one_line_text(message)
+        self.hint = one_line_text(str(hint)) if hint is not None else None
 
     def one_line(self) -> str:
         text = self.message.rstrip(".")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -30,7 +30,24 @@ def load_graph(path: Path) -> Any:
                              "Re-export the model, or check that the download finished") from None
     if not model.HasField("graph"):
         raise ModelFileError(f"'{path.name}' is not a valid ONNX file (it has no graph)", "Re-export the model")
+    if not all(isinstance(name, str) for name in _names(model)):
+        # protobuf hands back bytes for a string that is not UTF-8: a damaged file, and names nobody can match
+        raise ModelFileError(f"'{path.name}' is not a valid ONNX file (a name in its graph is not UTF-8 text)",
+                             "Re-export the model, or check that the download finished")
     return model
+
+
+def _names(model: Any) -> Iterator[Any]:
+    """Every name and type string of the main graph that readers and backends look up or print."""
+    g = model.graph
+    yield from (o.domain for o in model.opset_import)
+    for n in g.node:
+        yield from (n.op_type, n.domain, n.name, *n.input, *n.output)
+    for v in (*g.input, *g.output, *g.value_info):
+        yield v.name
+        if v.type.HasField("tensor_type"):
+            yield from (d.dim_param for d in v.type.tensor_type.shape.dim)
+    yield from (t.name for t in g.initializer)
 
 
 def specs_of(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, Session, TensorSpec,
-                         UsageError, library_versions, model_format)
+                         UsageError, first_line, library_versions, model_format)
 
 from .ops import OPS
 
@@ -28,15 +28,73 @@ def _load_graph(path: str, external_data: bool) -> Any:
 
 
 def _load_external_data(model: Any, path: Any) -> None:
-    """Weights stored beside the graph, read into the already parsed model (not a second parse of the file)."""
+    """Weights stored beside the graph, read into the already parsed model (not a second parse of the file),
+    after checking what they declare: a tiny file can point at gigabytes, or at a file that is not there."""
     from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
-    if any(uses_external_data(t) for t in model.graph.initializer):
-        try:
-            load_external_data_for_model(model, str(path.parent))
-        except (OSError, ValueError) as e:
-            raise ModelFileError(f"cannot read the external data of '{path.name}': {type(e).__name__}",
-                                 "Keep the data files beside the model") from None
+    external = [t for t in model.graph.initializer if uses_external_data(t)]
+    if not external:
+        return
+    total = sum(_external_bytes(t, path) for t in external)
+    limit = _memory_limit()
+    if limit is not None and total > limit // 2:  # the bytes are held twice: in the protobuf, then as arrays
+        raise ModelFileError(f"'{path.name}' declares {total / 2**30:.1f} GiB of external data, more than this "
+                             f"process may hold ({limit / 2**30:.1f} GiB of address space)",
+                             "Raise it with --memory-limit MB, or use the onnxruntime backend")
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as e:  # OSError, and onnx's ValidationError for a location outside the model's folder
+        raise ModelFileError(f"cannot read the external data of '{path.name}': {type(e).__name__}: "
+                             f"{first_line(e)[:200]}", "Keep the data files beside the model") from None
+
+
+def _external_bytes(tensor: Any, path: Any) -> int:
+    """How many bytes reading `tensor`'s external data would take; ModelFileError for an entry that cannot be
+    right (no file, a length its values do not need)."""
+    from onnx import helper
+    from onnx.external_data_helper import ExternalDataInfo
+
+    where = f"initializer '{tensor.name}' of '{path.name}'"
+    try:
+        info = ExternalDataInfo(tensor)
+        offset, length = int(info.offset or 0), info.length
+        file = path.parent / info.location
+        size = file.stat().st_size if info.location and file.is_file() else None
+    except (ValueError, TypeError, OSError) as e:
+        raise ModelFileError(f"{where} has malformed external data entries ({type(e).__name__})",
+                             "Re-export the model") from None
+    if size is None:
+        raise ModelFileError(f"{where} keeps its data in '{info.location}', which is not a file beside the model",
+                             "Keep the data files beside the model") from None
+    wanted = size - offset if length is None else int(length)
+    if offset < 0 or wanted < 0 or offset + wanted > size:
+        raise ModelFileError(f"{where} reads bytes {offset}..{offset + wanted} of '{info.location}', which has "
+                             f"{size}", "Keep the data files beside the model, complete") from None
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        itemsize = None
+    if itemsize and tensor.data_type not in _PACKED_TYPES:
+        needed = int(np.prod([int(d) for d in tensor.dims], dtype=object)) * itemsize
+        if wanted > needed:
+            raise ModelFileError(f"{where} declares {wanted} bytes of external data for {needed} bytes of values",
+                                 "Re-export the model")
+    return wanted
+
+
+# Sub-byte element types (int4, uint4, float4e2m1): several values share a byte, so bytes per value is not fixed.
+_PACKED_TYPES = {21, 22, 23}
+
+
+def _memory_limit() -> int | None:
+    """This process's address-space limit in bytes (the child's memory limit), or None when it has none."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def _check_wiring(model: Any, inputs: list[TensorSpec]) -> None:
@@ -157,11 +215,11 @@ class ReferenceBackend(Backend):
         why = super().supports(artifact)
         if why:
             raise ModelFileError(f"{why} (in '{artifact.path.name}')", "Use the onnxruntime backend for this model")
+        inputs, outputs = model_format("onnx").read_specs(artifact.path)  # first: it refuses a damaged graph
         graph = _load_graph(str(artifact.path), external_data=False)
         why = _unsupported(graph)
         if why:
             raise ModelFileError(f"{why} (in '{artifact.path.name}')", "Use the onnxruntime backend for this model")
-        inputs, outputs = model_format("onnx").read_specs(artifact.path)
         _check_wiring(graph, inputs)
         _load_external_data(graph, artifact.path)  # in the child, under its memory limit
         return ReferenceSession(graph, inputs, outputs, options.threads)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, MissingRuntimeError, ModelFileError,
-                         PluginOption, Quantization, Session, TensorSpec, first_line, library_versions)
+                         PluginOption, Quantization, Session, TensorSpec, UsageError, first_line, library_versions)
 
 
 def _spec(detail: dict[str, Any]) -> TensorSpec:
@@ -52,13 +52,19 @@ class TFLiteSession(Session):
 
     def resize(self, shapes: dict[str, tuple[int, ...]]) -> None:
         changed = False
-        for detail in self.interpreter.get_input_details():
-            want = shapes.get(detail["name"])
-            if want is not None and tuple(detail["shape"]) != tuple(want):
-                self.interpreter.resize_tensor_input(detail["index"], list(want))
-                changed = True
-        if changed:
-            self.interpreter.allocate_tensors()
+        try:
+            for detail in self.interpreter.get_input_details():
+                want = shapes.get(detail["name"])
+                if want is not None and tuple(detail["shape"]) != tuple(want):
+                    self.interpreter.resize_tensor_input(detail["index"], list(want))
+                    changed = True
+            if changed:
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            # The graph cannot take these shapes (a damaged shape signature, a --shape it was not made for).
+            wanted = ", ".join(f"{k} {list(v)}" for k, v in shapes.items())
+            raise UsageError(f"{self.runtime} cannot resize the inputs to {wanted}: {first_line(e)}",
+                             "Check --shape and --batch against the model's inputs, or re-export the model") from None
 
     def _set_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         for detail in self._in:

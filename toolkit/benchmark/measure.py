@@ -152,6 +152,38 @@ def evaluate(session: Session, dataset_name: str, batch: int, budget_s: float | 
     return {"dataset": dataset_name, "split": "test", "task": dataset.task, **metrics.finish_metrics(dataset.task, sums)}
 
 
+def memory_limit_bytes() -> int:
+    """What this process may allocate: its address-space limit (the child's memory limit), else the machine's RAM."""
+    import os
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+        return soft
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_input_sizes(specs: list[TensorSpec], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Refuse inputs too large to make, before making them: a model may declare an input of [2^31, 2^31], and
+    numpy would fail with its own words ("array is too big") or take all the memory there is."""
+    total, largest = 0, ("", (), 0)
+    for spec in specs:
+        try:
+            itemsize = np.dtype(spec.dtype).itemsize
+        except (TypeError, ValueError):
+            continue  # protocol.make_inputs says what is wrong with the dtype
+        size = int(np.prod([int(d) for d in shapes[spec.name]], dtype=object)) * itemsize
+        total += size
+        largest = max(largest, (spec.name, shapes[spec.name], size), key=lambda t: t[2])
+    limit = memory_limit_bytes()
+    if total > limit // 2:  # the runtime needs room too, for the outputs and its own buffers
+        name, shape, size = largest
+        raise UsageError(f"the inputs would take {total / 2**30:.1f} GiB (input '{short_name(name)}' of shape "
+                         f"{list(shape)} alone {size / 2**30:.1f} GiB), more than this process may use "
+                         f"({limit / 2**30:.1f} GiB)",
+                         "Give smaller shapes with --shape or --batch, or raise --memory-limit")
+
+
 def load_session(artifact: Artifact, backend_name: str, threads: int | None, provider: str | None,
                  options: Mapping[str, Any]) -> tuple[Any, Session]:
     backend = plugins.registries().backends.get(backend_name)
@@ -179,6 +211,7 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     else:
         overrides = {k: tuple(v) for k, v in req.shapes.items()}
         shapes = resolve_shapes(session.input_specs, req.batch, overrides)
+        check_input_sizes(session.input_specs, shapes)
         try:
             inputs = protocol.make_inputs(spec_dicts(session.input_specs), shapes, seed=req.seed)
         except protocol.ProtocolError as e:
