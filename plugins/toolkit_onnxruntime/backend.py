@@ -107,6 +107,9 @@ class OnnxRuntimeBackend(Backend):
                 # A valid file this build of ONNX Runtime has no kernel for: not the file's fault.
                 raise UsageError(f"onnxruntime has no kernel for part of '{artifact.path.name}': {text}",
                                  "Try another --backend, or re-export the model with a newer opset") from None
+            if "bad_alloc" in text:  # the child's memory limit, or the machine's: not a damaged file
+                raise UsageError(f"onnxruntime ran out of memory loading '{artifact.path.name}' ({text})",
+                                 "Raise the limit with --memory-limit MB if the machine has the memory") from None
             raise ModelFileError(f"onnxruntime cannot load '{artifact.path.name}': {text}",
                                  "Check the file is a complete, valid .onnx model") from None
         running = session.get_providers()

@@ -161,6 +161,8 @@ def _attr(value: Any) -> Any:
 
 
 SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
+# supports() runs in the CLI process, which must stay small: a graph file bigger than this is judged in load().
+SUPPORTS_PARSE_LIMIT = 32 * 1024 * 1024
 
 
 def _limits(node: Any, weight_ranks: dict[str, int], opset: int | None) -> str | None:
@@ -208,6 +210,8 @@ class ReferenceBackend(Backend):
         why = super().supports(artifact)
         if why:
             return why
+        if artifact.path.stat().st_size > SUPPORTS_PARSE_LIMIT:
+            return None  # this runs in the CLI process: a big graph is checked by load(), in a child
         # The graph only: external data (possibly gigabytes) stays on disk.
         return _unsupported(_load_graph(str(artifact.path), external_data=False))
 

@@ -168,6 +168,7 @@ def make_inputs(specs: Sequence[Mapping[str, Any]], shapes: Mapping[str, Sequenc
         else:
             raise ProtocolError(f"input '{spec['name']}' has dtype {spec['dtype']}, which cannot be made up; "
                                 "pass real inputs with --inputs FILE.npz")
+        out[spec["name"]] = np.asarray(out[spec["name"]])  # a 0-d input comes back from numpy as a scalar
     return out
 
 
