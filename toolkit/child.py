@@ -155,7 +155,8 @@ def _child_main() -> None:
     except ToolkitError as exc:
         _send("error", [exc.message, exc.hint, exc.exit_code, traceback.format_exc()])
     except MemoryError:
-        _send("error", ["ran out of memory", "Raise it with --memory-limit MB (or $TOOLKIT_CHILD_MEMORY_MB)", 1, traceback.format_exc()])
+        _send("error", ["ran out of memory", "Raise it with --memory-limit MB (or $TOOLKIT_CHILD_MEMORY_MB)", 1,
+                        traceback.format_exc()])
     except BaseException as exc:  # a runtime's own error or a bug: keep its text and traceback
         # One line, bounded: some runtimes put a whole model or a multi-line log into their messages.
         text = first_line(exc)

@@ -1,7 +1,8 @@
 """Convert, quantize and train, each in a child process. The core owns artifacts: a converter or quantizer writes
 into a working path and says what it made; the core reads the file's specs, checks it against its source on
 real data, and only then moves it under its final name with its manifest. A result whose answers differ from its
-source's fails loudly (CheckFailedError, exit 1) and is kept as NAME.failed.EXT for inspection."""
+source's fails loudly (CheckFailedError, exit 1) and is not published (kept as NAME.failed.EXT with keep_failed).
+Working files are registered with the janitor, so a killed command leaves none behind."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 import numpy as np
 
@@ -207,7 +208,7 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
     return Artifact(output, manifest, format_name=made["format"])
 
 
-def publishing(folder: Path) -> Any:
+def publishing(folder: Path) -> ContextManager[None]:
     """Serialise publishing in `folder` across processes: file and manifest of one command land together, never
     interleaved with another command writing the same name, and never seen half-done by a reader (Artifact.open
     reads under the shared side of the same lock)."""
