@@ -137,11 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Not standalone: click would turn Ctrl-C into "Aborted!" and exit 1.
         rv = cli.main(args=argv, prog_name="toolkit", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
     except click.ClickException as e:
         e.show()
-        sys.exit(e.exit_code)
+        code = e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as e:
         cause = e if isinstance(e, KeyboardInterrupt) else e.__context__
         click.echo("Interrupted.", err=True)
-        sys.exit(getattr(cause, "exit_code", 130))
-    sys.exit(rv if isinstance(rv, int) else 0)
+        code = getattr(cause, "exit_code", 130)
+    # The work is done and reported: a signal now must not turn the exit into a death by signal mid-shutdown.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
