@@ -97,6 +97,20 @@ def test_a_command_killed_mid_conversion_leaves_no_file_and_no_process(work, sig
         assert stderr.strip().endswith("Interrupted."), stderr
 
 
+@pytest.mark.parametrize("gap", [0.0, 0.05])
+def test_a_second_ctrl_c_while_stopping_changes_nothing(work, gap):
+    proc = start_quantize(work, "hang8")
+    assert wait_until(lambda: work["pids"].exists() and len(work["pids"].read_text().split()) == 3, 60)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    try:
+        proc.send_signal(signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    assert proc.wait(timeout=10) == 130
+    assert_nothing_left(work)
+
+
 def test_ctrl_c_to_the_whole_group_stops_the_same_way(work):
     proc = subprocess.Popen([TOOLKIT, "quantize", str(work["model"]), "--scheme", "hang8", "--output",
                              str(work["folder"] / "out.onnx")], env={**os.environ, **work["env"]},
