@@ -205,3 +205,83 @@ def test_calibration_data_of_the_wrong_shape_is_refused(artifacts, invoke):
         assert ("calibration data 'fashion-mnist' has samples of shape [28, 28, 1], the model's input "
                 "'image' wants [8, 8, 1]") in one_line_error(result)
         assert not model.with_name("never.onnx").exists() and not model.with_name("never.tflite").exists()
+
+
+@pytest.mark.parametrize("args, line", [
+    (("quantize", "m.onnx", "--samples", "0"),
+     "Error: Invalid value for '--samples': 0 is not in the range x>=1. See 'toolkit quantize --help'."),
+    (("convert", "m.onnx"), "Error: Missing option '--to'. See 'toolkit convert --help'."),
+    (("convert", "m.onnx", "--to", "tflite", "--output", "{tmp}"),
+     "Error: Invalid value for '--output': File '{tmp}' is a directory. See 'toolkit convert --help'."),
+    (("bench", "m.onnx", "--run", "3"),
+     "Error: No such option '--run'. Did you mean one of: '--runner', '--runs', '--warmup'? "
+     "See 'toolkit bench --help'."),
+    (("becnh",), "Error: No such command 'becnh'. Did you mean 'bench'? See 'toolkit --help'."),
+    (("bench",), "Error: Missing argument 'MODELS...'. See 'toolkit bench --help'."),
+])
+def test_click_usage_errors_are_one_line(tmp_path, args, line):
+    # Click's own usage errors used to print "Usage: ...", "Try ... for help." and a blank line first.
+    folder = tmp_path / "adir.onnx"
+    folder.mkdir()
+    proc = run_cli(*(a.replace("{tmp}", str(folder)) for a in args))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == line.replace("{tmp}", str(folder))
+    assert "Usage:" not in proc.stderr and proc.stdout == ""
+
+
+def test_a_memory_limit_below_the_minimum_is_one_line():
+    proc = run_cli("bench", "m.onnx", "--memory-limit", "100")
+    assert proc.returncode == 2
+    line = one_line_error(proc)
+    assert line.startswith("Error: Invalid value for '--memory-limit': ") and line.endswith(
+        ". See 'toolkit bench --help'.")
+
+
+def test_a_name_added_to_the_message_later_cannot_split_the_line():
+    from toolkit.errors import MAX_MESSAGE_CHARS, ModelFileError
+
+    err = ModelFileError("'x' is not a valid onnx file", "Re-export the model")
+    err.message = f"bad\nname.onnx -> out\x1b[2J.tflite: {err.message}"  # as operations.py names the step
+    assert err.one_line() == ("bad\\nname.onnx -> out\\x1b[2J.tflite: 'x' is not a valid onnx file. "
+                              "Re-export the model")
+    err.message = "n" * 1000 + ": " + err.message
+    assert len(err.one_line()) <= MAX_MESSAGE_CHARS + len(". Re-export the model")
+
+
+def _truncated_keras(path):
+    """A .keras-shaped zip (config.json and weights), cut short as an interrupted copy leaves it."""
+    import zipfile
+
+    whole = path.with_name("whole.keras")
+    with zipfile.ZipFile(whole, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("metadata.json", '{"keras_version": "3.0.0"}')
+        zf.writestr("config.json", '{"class_name": "Sequential", "config": {"layers": []}}')
+        zf.writestr("model.weights.h5", np.random.default_rng(0).bytes(20000))
+    path.write_bytes(whole.read_bytes()[:5000])
+    return path
+
+
+def test_a_truncated_keras_file_is_named_as_such_not_as_missing(tmp_path):
+    bad = _truncated_keras(tmp_path / "trunc.keras")
+    proc = run_cli("bench", str(bad))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == ("Error: trunc.keras on keras: 'trunc.keras' is not a complete .keras file (the "
+                                    "zip archive is damaged or truncated). Re-save the model with model.save(...)")
+    # The step's prefix names an output with a newline: escaped, still one line.
+    proc = run_cli("convert", str(bad), "--to", "onnx", "--output", str(tmp_path / "a\nb.onnx"))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == ("Error: trunc.keras -> a\\nb.onnx (converter keras-onnx): 'trunc.keras' is not a "
+                                    "complete .keras file (the zip archive is damaged or truncated). Re-save the "
+                                    "model with model.save(...)")
+
+
+def test_the_keras_format_reads_a_truncated_file_as_damaged(tmp_path):
+    from toolkit.errors import ModelFileError
+
+    from toolkit_formats.keras_format import KerasFormat
+
+    bad = _truncated_keras(tmp_path / "trunc.keras")
+    with pytest.raises(ModelFileError) as err:
+        KerasFormat().read_specs(bad)
+    assert err.value.one_line() == ("'trunc.keras' is not a complete .keras file (the zip archive is damaged or "
+                                    "truncated). Re-save the model with model.save(...)")

@@ -44,8 +44,10 @@ class ToolkitError(Exception):
         self.hint = one_line_text(str(hint)) if hint is not None else None
 
     def one_line(self) -> str:
-        text = self.message.rstrip(".")
-        return f"{text}. {self.hint}" if self.hint else f"{text}."
+        """The line the CLI prints. Callers add context to `message` after construction (a file name, a step), so
+        it is escaped and bounded again here: a name with a newline cannot split the line."""
+        text = one_line_text(str(self.message)).rstrip(".")
+        return f"{text}. {one_line_text(str(self.hint))}" if self.hint else f"{text}."
 
 
 class UsageError(ToolkitError):

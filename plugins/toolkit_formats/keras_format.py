@@ -20,7 +20,10 @@ def read_config(path: Path) -> dict[str, Any]:
             if info.file_size > MAX_CONFIG_BYTES:
                 raise ModelFileError(f"'{path.name}' has a {info.file_size >> 20} MiB config.json", "Re-save the model")
             return json.loads(zf.read(info))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
+    except zipfile.BadZipFile:  # no central directory: cut short (an interrupted copy or download) or damaged
+        raise ModelFileError(f"'{path.name}' is not a complete .keras file (the zip archive is damaged or truncated)",
+                             "Re-save the model with model.save(...)") from None
+    except (KeyError, ValueError, OSError) as e:
         raise ModelFileError(f"'{path.name}' is not a valid .keras file ({type(e).__name__})",
                              "Check it is a .keras file saved by Keras 3") from None
 

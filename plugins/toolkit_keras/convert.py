@@ -8,21 +8,38 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from toolkit.api import (Artifact, CheckFailedError, ConversionError, ConversionOptions, ConversionResult, Converter,
-                         PluginOption, Quantizer, TensorSpec, UsageError, calibration_record, checked_calibration,
-                         first_line, library_versions)
+                         ModelFileError, PluginOption, Quantizer, TensorSpec, UsageError, calibration_record,
+                         checked_calibration, first_line, library_versions)
 
 from .train import KERAS_LIBS
 
 ONNX_OPSET = 17
 
 
+def check_keras_zip(path: Path) -> None:
+    """A .keras file is a zip: one cut short (an interrupted copy or download) has no central directory, and
+    Keras would call it "File not found". Reading the directory is cheap and says what is really wrong."""
+    if Path(path).suffix.lower() != ".keras" or not Path(path).is_file():
+        return  # a folder, a legacy .h5 or a missing path: Keras' own message
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.infolist()
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"'{Path(path).name}' is not a complete .keras file (the zip archive is damaged or "
+                             "truncated)", "Re-save the model with model.save(...)") from None
+    except OSError:
+        return  # unreadable: Keras reports it below, as before
+
+
 def load_keras(path: Path) -> Any:
+    check_keras_zip(path)
     import keras
 
     try:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import traceback
 from typing import Any
 
 import click
 
-from ..errors import ToolkitError, debug_enabled, first_line
+from ..errors import ToolkitError, debug_enabled, first_line, one_line_text
 
 BUILTIN_COMMANDS = {
     "quickstart": ("toolkit.cli.quickstart_cmd", "quickstart", "Train, convert, quantize, verify and benchmark the CNN, offline."),
@@ -129,6 +130,21 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
+def click_error_line(error: click.ClickException) -> str:
+    """Click's own errors (usage, bad values) as one line, like every other error: what is wrong, then where the
+    fix is. Click prints a usage line, a "Try --help" line and a blank line first; its suggestions stay."""
+    if isinstance(error, CliError):  # a ToolkitError, already one line
+        return error.message
+    text = one_line_text(error.format_message().strip() or type(error).__name__)
+    # "No such option '--run'. (Did you mean one of: '--runner', '--runs'?)": the suggestion without brackets.
+    text = re.sub(r"\s*\((Did you mean [^()]*\?)\)$", r" \1", text)
+    if isinstance(error, click.UsageError):
+        command = error.ctx.command_path if error.ctx is not None else "toolkit"
+        hint = f"See '{one_line_text(command)} --help'."
+        return f"{text} {hint}" if text.endswith("?") else f"{text.rstrip('.')}. {hint}"
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
 def main(argv: list[str] | None = None) -> None:
     import signal
 
@@ -138,8 +154,11 @@ def main(argv: list[str] | None = None) -> None:
         # Not standalone: click would turn Ctrl-C into "Aborted!" and exit 1.
         rv = cli.main(args=argv, prog_name="toolkit", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
-    except click.ClickException as e:
+    except click.exceptions.NoArgsIsHelpError as e:  # `toolkit` alone: the help, not an error line
         e.show()
+        code = e.exit_code
+    except click.ClickException as e:
+        click.echo(f"Error: {click_error_line(e)}", err=True)
         code = e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as e:
         cause = e if isinstance(e, KeyboardInterrupt) else e.__context__
