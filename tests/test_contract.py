@@ -341,6 +341,10 @@ def test_a_result_that_changes_the_answers_is_never_published_under_its_name(tin
     assert not out.exists() and not manifest_path(out).exists()
     kept = json.loads(manifest_path(out.with_name("scrambled.failed.onnx")).read_text())
     assert kept["metrics"]["parity"]["passed"] is False and kept["file"] == "scrambled.failed.onnx"
+    bench = run_cli("bench", str(out.with_name("scrambled.failed.onnx")), "--runs", "3", env=CONTRACT)
+    assert bench.returncode == 0, bench.stderr
+    assert ("Note: scrambled.failed.onnx: scrambled.failed.onnx failed its check against tiny.onnx: its answers "
+            "differ from its source's") in bench.stderr
     assert not [p for p in out.parent.iterdir() if ".partial" in p.name]
 
 

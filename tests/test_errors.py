@@ -167,7 +167,9 @@ def test_a_child_over_its_memory_limit_fails_with_the_fix():
 
     with pytest.raises(ChildError) as err:
         run_in_child("slow_work:allocate", memory_mb=400, megabytes=1024)
-    assert err.value.one_line() == "ran out of memory. Raise it with --memory-limit MB (or $TOOLKIT_CHILD_MEMORY_MB)"
+    assert err.value.one_line() == ("ran out of memory under the limit of 400 MB (MemoryError: Unable to allocate "
+                                    "1.00 GiB for an array with shape (1073741824,) and data type uint8). Raise it "
+                                    "with --memory-limit MB")
     assert run_in_child("slow_work:allocate", memory_mb=2048, megabytes=16) == 16 * 1024 * 1024
 
 

@@ -180,18 +180,43 @@ def test_a_model_declaring_16_gib_of_external_data_fails_in_its_child_not_in_the
     assert "16.0 GiB of external data" in errors[1]
 
 
-def test_a_quickstart_stopped_half_way_leaves_no_results_of_the_run_before(tmp_path):
-    from toolkit.quickstart import run_quickstart
+def test_a_quickstart_replaces_the_files_of_the_run_before_and_nothing_else(tmp_path):
+    from toolkit.quickstart import QuickstartInterrupted, run_quickstart
 
-    (tmp_path / "results.json").write_text("{}")
-    (tmp_path / "report.md").write_text("# an older run")
+    earlier = ["results.json", "report.md", "metrics.json", "cnn.keras", "cnn.keras.manifest.json", "cnn.onnx",
+               "cnn.onnx.manifest.json", "cnn_int8.tflite", "cnn_int8.failed.onnx"]
+    for name in earlier + ["cnn.py", "notes.txt"]:
+        (tmp_path / name).write_text("from an earlier run")
 
     def interrupted(description, total=None):
         raise KeyboardInterrupt  # Ctrl-C as the first step starts
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(QuickstartInterrupted) as stopped:
         run_quickstart(tmp_path, dataset="digits", step=interrupted)
-    assert not (tmp_path / "results.json").exists() and not (tmp_path / "report.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.py", "notes.txt"]
+    assert stopped.value.during == "training cnn on digits" and stopped.value.exit_code == 130
+    assert stopped.value.partial.artifacts == [] and stopped.value.partial.records == []
+
+
+@pytest.mark.slow
+def test_an_interrupted_quickstart_prints_what_finished_in_the_chosen_format(tmp_path):
+    import json
+
+    proc = subprocess.Popen([TOOLKIT, "quickstart", "--output", str(tmp_path), "--dataset", "digits", "--epochs",
+                             "1", "--limit", "300", "--runs", "10", "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "cnn_int8.tflite.manifest.json"  # the last artifact: benchmarking comes next
+    assert wait_until(last.exists, 300), proc.stderr.read() if proc.poll() is not None else "no artifact"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    printed = json.loads(out)
+    assert printed["stopped_during"].startswith("benchmarking ")
+    assert printed["artifacts"] == ["cnn.onnx", "cnn_int8.onnx", "cnn.tflite", "cnn_int8.tflite"]
+    assert all(r["status"] in ("ok", "error") for r in printed["results"])
+    assert err.strip().endswith("Interrupted.")
+    assert not (tmp_path / "results.json").exists()
 
 
 @pytest.mark.slow
@@ -213,3 +238,58 @@ def test_concurrent_commands_into_one_output_leave_a_manifest_that_describes_the
         assert len(reported) > 1  # the race was real: the runs made different files
     assert sorted(p.name for p in work["folder"].iterdir()) == sorted(work["before"] + [out.name,
                                                                                         manifest_path(out).name])
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("extra", [], "its field 'extra' is list, not an object"),
+    ("extra", {"dataset": 5}, "its field 'extra.dataset' is not text"),
+    ("precision", ["int8"], "its field 'precision' is list, not text"),
+    ("inputs", [{"name": "x", "shape": [None, "x", -5, 1e300], "dtype": "float32"}],
+     "tensor 'x' has a shape that is not a list of sizes"),
+    ("metrics", {"parity": {"passed": "yes"}}, "its field 'metrics.parity' has no true/false 'passed'"),
+    ("seed", "0", "its field 'seed' is str, not an integer"),
+])
+def test_a_manifest_with_a_field_of_the_wrong_type_is_ignored_with_a_note(work, field, value, why):
+    import json
+
+    from toolkit.artifact import Artifact
+
+    model = work["model"]
+    data = json.loads(manifest_path(model).read_text())
+    data[field] = value
+    manifest_path(model).write_text(json.dumps(data))
+    opened = Artifact.open(model)
+    assert opened.manifest is None
+    assert opened.notes == [f"ignoring tiny.onnx.manifest.json: it is unreadable ({why}); delete it or make the "
+                            "artifact again"]
+    proc = run_cli("quantize", str(model), "--scheme", "fake8", "--calibration", "tiny-tabular", env=work["env"])
+    assert proc.returncode == 0, proc.stderr
+    assert f"Note: ignoring tiny.onnx.manifest.json: it is unreadable ({why})" in proc.stderr
+
+
+def test_an_empty_pythonpath_entry_does_not_bring_the_current_folder_into_children(work, tmp_path):
+    (tmp_path / "onnxruntime.py").write_text("raise SystemExit('the onnxruntime.py in the current folder ran')\n")
+    proc = subprocess.run([TOOLKIT, "bench", str(work["model"]), "--backend", "onnxruntime", "--runs", "3"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "") + ":"})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_working_files_of_a_command_killed_with_its_janitor_are_removed_by_the_next_one(work):
+    """An out-of-memory kill of a whole container takes the janitor too: the next command cleans up."""
+    import tempfile
+
+    from toolkit import janitor
+
+    gone = subprocess.Popen(["true"])  # a pid that has exited
+    gone.wait()
+    tag = f"{janitor.owner_tag().partition('-')[0]}-{gone.pid}"
+    partial = work["folder"] / f".out.onnx.{tag}-1a2b3c4d.partial.onnx"
+    partial.write_bytes(b"half a file")
+    other_host = work["folder"] / ".out.onnx.ffffff-1-1a2b3c4d.partial.onnx"  # another machine's: left alone
+    other_host.write_bytes(b"someone else's")
+    scratch = Path(tempfile.mkdtemp(prefix=f"toolkit-child-{tag}-", dir=work["tmp"]))
+    proc = run_cli("quantize", str(work["model"]), "--scheme", "fake8", "--output", str(work["folder"] / "out.onnx"),
+                   env=work["env"])
+    assert proc.returncode == 0, proc.stderr
+    assert not partial.exists() and not scratch.exists() and other_host.exists()

@@ -70,6 +70,9 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        """A manifest from JSON, with every field's type checked (TypeError or ValueError naming the field): a
+        manifest is a file anyone can edit, and a wrong type must not surface later as a crash elsewhere."""
+        _check_fields(d)
         return cls(
             file=d["file"],
             format=d["format"],
@@ -87,6 +90,41 @@ class Manifest:
             metrics=d.get("metrics", {}),
             extra=d.get("extra", {}),
         )
+
+
+_TEXT_FIELDS = ("file", "format", "precision", "sha256")
+_OPTIONAL_TEXT = ("model", "task")
+_OBJECT_FIELDS = ("producer", "versions", "metrics", "extra")
+_OPTIONAL_OBJECTS = ("source", "quantization")
+
+
+def _check_fields(d: dict[str, Any]) -> None:
+    def wrong(name: str, what: str) -> TypeError:
+        return TypeError(f"its field '{name}' is {type(d.get(name)).__name__}, not {what}")
+
+    for name in _TEXT_FIELDS:
+        if not isinstance(d[name], str):
+            raise wrong(name, "text")
+    for name in _OPTIONAL_TEXT:
+        if d.get(name) is not None and not isinstance(d[name], str):
+            raise wrong(name, "text")
+    for name in _OBJECT_FIELDS:
+        if not isinstance(d.get(name, {}), dict):
+            raise wrong(name, "an object")
+    for name in _OPTIONAL_OBJECTS:
+        if d.get(name) is not None and not isinstance(d[name], dict):
+            raise wrong(name, "an object")
+    for name in ("inputs", "outputs"):
+        if not isinstance(d.get(name, []), list):
+            raise wrong(name, "a list")
+    if d.get("seed") is not None and type(d["seed"]) is not int:
+        raise wrong("seed", "an integer")
+    extra = d.get("extra", {})
+    if extra.get("dataset") is not None and not isinstance(extra["dataset"], str):
+        raise TypeError("its field 'extra.dataset' is not text")
+    parity = d.get("metrics", {}).get("parity")
+    if parity is not None and not (isinstance(parity, dict) and isinstance(parity.get("passed"), bool)):
+        raise TypeError("its field 'metrics.parity' has no true/false 'passed'")
 
 
 @dataclass
@@ -153,7 +191,8 @@ class Artifact:
             why = (f"the field {e} is missing" if isinstance(e, KeyError) else
                    "it is not JSON" if isinstance(e, json.JSONDecodeError) else
                    "it is nested too deeply" if isinstance(e, RecursionError) else
-                   f"{str(e)[:80]}" if isinstance(e, ValueError) else "its fields have the wrong types")
+                   f"{str(e)[:100]}" if isinstance(e, (ValueError, TypeError)) and str(e) else
+                   "its fields have the wrong types")
             return None, f"ignoring {mpath.name}: it is unreadable ({why}); delete it or make the artifact again"
         except OSError as e:
             return None, f"ignoring {mpath.name}: it cannot be read ({e.strerror})"
@@ -162,6 +201,10 @@ class Artifact:
                           "delete it or make the artifact again")
         if manifest.sha256 != sha256_file(path):
             return None, f"ignoring {mpath.name}: it describes another version of the file (sha256 differs)"
+        parity = manifest.metrics.get("parity")
+        if parity and not parity["passed"]:
+            return manifest, (f"{path.name} failed its check against {parity.get('against', 'its source')}: its "
+                              "answers differ from its source's, so its numbers are not the source's")
         return manifest, None
 
     def write_manifest(self) -> Path:

@@ -28,13 +28,19 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
 from . import janitor
-from .errors import ChildCrashedError, ToolkitError, first_line
+from .errors import ChildCrashedError, ToolkitError, UsageError, first_line
 
 DEFAULT_TIMEOUT_S = 900.0
 MEMORY_LIMIT_ENV = "TOOLKIT_CHILD_MEMORY_MB"
 # Address space, not resident memory: TensorFlow's converter peaks near 4 GB of it, a runtime near 2 GB.
 MIN_DEFAULT_MEMORY_MB = 4096
+MAX_MEMORY_MB = 1 << 24  # 16 TiB: more is no limit at all, and overflows the kernel's limit
+# How native code reports an allocation the address-space limit refused.
+_OUT_OF_MEMORY = ("failed to map segment", "Cannot allocate memory", "pthread_create() failed", "bad_alloc",
+                  "std::bad_alloc", "Unable to allocate")
 _FD_ENV = "TOOLKIT_CHILD_FD"
+SCRATCH_PREFIX = "toolkit-child-"
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 _PARENT_ENV = "TOOLKIT_CHILD_PARENT"
 _HEADER = struct.Struct("!Q")
 
@@ -154,14 +160,16 @@ def _child_main() -> None:
         _send("ok", result)
     except ToolkitError as exc:
         _send("error", [exc.message, exc.hint, exc.exit_code, traceback.format_exc()])
-    except MemoryError:
-        _send("error", ["ran out of memory", "Raise it with --memory-limit MB (or $TOOLKIT_CHILD_MEMORY_MB)", 1,
-                        traceback.format_exc()])
     except BaseException as exc:  # a runtime's own error or a bug: keep its text and traceback
         # One line, bounded: some runtimes put a whole model or a multi-line log into their messages.
         text = first_line(exc)
         text = text if len(text) <= 300 else text[:300] + "..."
-        _send("error", [f"{type(exc).__name__}: {text}", None, 1, traceback.format_exc()])
+        if isinstance(exc, MemoryError) or any(sign in text for sign in _OUT_OF_MEMORY):
+            detail = "" if text == type(exc).__name__ else f" ({type(exc).__name__}: {text})"
+            _send("error", [f"ran out of memory under the limit of {memory_mb} MB{detail}",
+                            "Raise it with --memory-limit MB", 1, traceback.format_exc()])
+        else:
+            _send("error", [f"{type(exc).__name__}: {text}", memory_hint(memory_mb), 1, traceback.format_exc()])
     finally:
         _channel.close()
 
@@ -176,6 +184,33 @@ def _read_exact(fd: int, n: int) -> bytes | None:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def memory_limit_mb() -> int:
+    """The child memory limit: $TOOLKIT_CHILD_MEMORY_MB (set by --memory-limit) or the machine's default; 0 is
+    none. A value that is not a size fails here, with the fix, rather than as a child that cannot start."""
+    value = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not value:
+        return default_memory_mb()
+    if not value.isdigit() or not (int(value) == 0 or 256 <= int(value) <= MAX_MEMORY_MB):
+        raise UsageError(f"{MEMORY_LIMIT_ENV}={value!r} is not a memory limit",
+                         f"Set a whole number of MB from 256 to {MAX_MEMORY_MB}, or 0 for none")
+    return int(value)
+
+
+def memory_hint(memory_mb: int | None) -> str | None:
+    """A limit below what TensorFlow and the runtimes need to start is the likely cause of an odd failure."""
+    if memory_mb and memory_mb < MIN_DEFAULT_MEMORY_MB:
+        return (f"The memory limit is {memory_mb} MB; TensorFlow and the runtimes may need "
+                f"{MIN_DEFAULT_MEMORY_MB} MB to start: raise --memory-limit")
+    return None
+
+
+def child_pythonpath(value: str) -> str:
+    """PYTHONPATH for a child: an empty entry (`:/app`, as `PYTHONPATH=$PYTHONPATH:/app` leaves it) means the
+    current folder to Python, which -P exists to keep out, so it is dropped; relative entries are made absolute,
+    so that they name the folders the user meant."""
+    return os.pathsep.join(os.path.abspath(p) for p in value.split(os.pathsep) if p)
 
 
 def default_memory_mb() -> int:
@@ -196,14 +231,16 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
     `.log`) when the process died: a signal, a timeout, or an exit without a result.
     """
     if memory_mb is None:
-        memory_mb = int(os.environ.get(MEMORY_LIMIT_ENV) or default_memory_mb())
+        memory_mb = memory_limit_mb()
     read_fd, write_fd = os.pipe()
     # A private temporary folder (TensorFlow's SavedModels, tf.autograph's files): removed whatever happens.
-    scratch = tempfile.mkdtemp(prefix="toolkit-child-")
+    scratch = _scratch_folder()
     janitor.track_path(scratch)
     env = dict(os.environ, **{_FD_ENV: str(write_fd), _PARENT_ENV: str(os.getpid()), "TMPDIR": scratch})
+    if "PYTHONPATH" in env:
+        env["PYTHONPATH"] = child_pythonpath(env["PYTHONPATH"])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    message, phase, timed_out = None, None, False
+    message, phase, timed_out, closed = None, None, False, False
     with tempfile.TemporaryFile() as log:
         try:
             # Its own process group: a Ctrl-C reaches only us (we stop it), and one kill takes the child together
@@ -233,6 +270,7 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
                 header = _read_exact(read_fd, _HEADER.size)
                 body = _read_exact(read_fd, _HEADER.unpack(header)[0]) if header else None
                 if body is None:  # the child died before it could say more
+                    closed = True
                     break
                 kind, payload = loads(body)
                 if kind == "phase":
@@ -249,16 +287,21 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
             raise
         finally:
             os.close(read_fd)
-            if (timed_out or message is None) and proc.poll() is None:
+            if closed and proc.poll() is None:  # it closed the pipe: give it time to exit, for its exit status
                 try:
-                    proc.wait(timeout=0 if timed_out else 10)
+                    proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     pass
-            _kill_group(proc.pid)  # also whatever the child started and left running
-            proc.wait()
-            janitor.untrack_group(proc.pid)
-            janitor.remove(scratch)
-            janitor.untrack_path(scratch)
+            # A second Ctrl-C must not cut the cleanup short: it is held until the child is gone, then raised.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                _kill_group(proc.pid)  # also whatever the child started and left running
+                proc.wait()
+                janitor.untrack_group(proc.pid)
+                janitor.remove(scratch)
+                janitor.untrack_path(scratch)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
             log.seek(0)
             log_text = log.read().decode("utf-8", "replace")
     if message is None:
@@ -266,9 +309,10 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
         failure = ChildFailure(signal=-code if code is not None and code < 0 and not timed_out else None,
                                exit_code=code, timed_out=timed_out)
         while_ = f" while {phase}" if phase else ""
-        hint = ("Something killed it, often the kernel's out-of-memory killer; --memory-limit MB makes it fail "
-                "cleanly instead" if failure.signal == signal.SIGKILL else
-                "Run it again with --traceback for the process's output")
+        hint = memory_hint(memory_mb) or (
+            "Something killed it, often the kernel's out-of-memory killer; --memory-limit MB makes it fail "
+            "cleanly instead" if failure.signal == signal.SIGKILL else
+            "Run it again with --traceback for the process's output")
         what = "timed out" if timed_out else f"died ({failure.describe()})"
         err = ChildCrashedError(f"its process {what}{while_}", None if timed_out else hint)
         err.failure, err.phase, err.log = failure, phase, log_text  # type: ignore[attr-defined]
@@ -278,6 +322,18 @@ def run_in_child(target: str, /, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
         return payload
     text, hint, exit_code, tb = payload
     raise ChildError(text, hint, exit_code, tb + ("\n--- child output ---\n" + log_text[-4000:] if log_text else ""))
+
+
+_swept = False
+
+
+def _scratch_folder() -> str:
+    """A new private temporary folder for a child; the first call also removes those of dead processes."""
+    global _swept
+    if not _swept:
+        janitor.sweep(tempfile.gettempdir(), SCRATCH_PREFIX)
+        _swept = True
+    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{janitor.owner_tag()}-")
 
 
 def _kill_group(pgid: int) -> None:

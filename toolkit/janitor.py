@@ -11,6 +11,7 @@ nothing is left registered and it simply goes away.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import shutil
@@ -116,6 +117,46 @@ def track_group(pgid: int) -> None:
 
 def untrack_group(pgid: int) -> None:
     _send("-group", pgid)
+
+
+def owner_tag() -> str:
+    """Names this process in the names of its temporary files: a host tag and the pid."""
+    host = hashlib.sha256(os.uname().nodename.encode()).hexdigest()[:6]
+    return f"{host}-{os.getpid()}"
+
+
+def _is_stale(tag: str) -> bool:
+    """Whether the process a tag names is gone: only for tags of this host (another machine or container sharing
+    the folder has its own pids), and only when that pid no longer exists."""
+    host, _, pid = tag.partition("-")
+    if host != owner_tag().partition("-")[0] or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def sweep(folder: str | os.PathLike, prefix: str, suffix: str = "") -> list[Path]:
+    """Remove what processes of this host that no longer exist left in `folder`: names `PREFIX<tag>-...SUFFIX`.
+    The janitor cleans up after a killed command; this catches what it could not (the janitor killed too, as an
+    out-of-memory kill of a whole container does)."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        if not (p.name.startswith(prefix) and p.name.endswith(suffix)):
+            continue
+        rest = p.name[len(prefix):].split("-")
+        if len(rest) >= 3 and _is_stale(f"{rest[0]}-{rest[1]}"):
+            remove(p)
+            removed.append(p)
+    return removed
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -112,16 +112,22 @@ def _check_output(source: Artifact, output: Path, target_format: str) -> Path:
     folder = output.parent
     if not folder.is_dir():
         raise UsageError(f"the folder of --output '{output}' does not exist", f"Create it first: mkdir -p {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write in '{folder}' (permission denied)", "Pick another --output")
+    _check_writable(folder)
     if output.is_dir():
         raise UsageError(f"--output '{output}' is a folder", "Name a file, e.g. model.onnx")
     return output
 
 
+def _check_writable(folder: Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write in '{folder}' (permission denied)", "Pick another --output")
+
+
 def _working_path(output: Path) -> Path:
-    """A hidden file beside the output, ending in the same suffix (some converters insist on it)."""
-    return output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial{output.suffix}")
+    """A hidden file beside the output, ending in the same suffix (some converters insist on it), named with this
+    process; the working files of commands that died without cleaning up are removed first."""
+    janitor.sweep(output.parent, f".{output.name}.", f".partial{output.suffix}")
+    return output.with_name(f".{output.name}.{janitor.owner_tag()}-{secrets.token_hex(4)}.partial{output.suffix}")
 
 
 def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | None, calibration: str | None,
@@ -263,7 +269,7 @@ def _plugin_version(owner: str) -> str | None:
 def convert(source_path: str | Path, to: str, output: str | Path | None = None, dataset: str | None = None,
             verify: bool = True, converter: str | None = None, options: Mapping[str, Any] | None = None,
             on_note: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
-    source = Artifact.open(source_path)
+    source = _open_source(source_path, on_note)
     if source.format == to:
         raise UsageError(f"'{source.path.name}' is already in {to} format", "Pick another --to")
     choice = choose_converter(source.format, to, converter)
@@ -278,6 +284,13 @@ def convert(source_path: str | Path, to: str, output: str | Path | None = None, 
     return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset, keep_failed)
 
 
+def _open_source(path: str | Path, on_note: Callable[[str], None] | None) -> Artifact:
+    source = Artifact.open(path)
+    for text in source.notes if on_note else ():
+        on_note(text)  # type: ignore[misc]
+    return source
+
+
 def default_calibration(source: Artifact) -> str | None:
     """The dataset the source's manifest says it was trained on (kept through conversions)."""
     return source.manifest.extra.get("dataset") if source.manifest else None
@@ -287,7 +300,7 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
              output: str | Path | None = None, samples: int = 200, seed: int = 0, verify: bool = True,
              to: str | None = None, quantizer: str | None = None, options: Mapping[str, Any] | None = None,
              on_note: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
-    source = Artifact.open(source_path)
+    source = _open_source(source_path, on_note)
     _refuse_quantized(source.path, source.precision)
     choice = choose_quantizer(source.format, scheme, to, quantizer)
     if choice.note and on_note:
@@ -322,7 +335,23 @@ def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
     regs.datasets.get(dataset).require_available()
     output_dir = Path(output_dir)
     output = output_dir / f"{model}{formats.suffix_of(family.format)}"
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output '{output_dir}' is a file, not a folder", "Name a folder for the model and its files")
+    created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(output_dir)
+    try:
+        return _train_into(output_dir, output, family, model, dataset, epochs, on_start, on_batch, options)
+    except BaseException:
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # a folder made for a run that produced nothing
+        raise
+
+
+def _train_into(output_dir: Path, output: Path, family: Any, model: str, dataset: str, epochs: int,
+                on_start: Callable[[int], None] | None, on_batch: Callable[[int, int, dict], None] | None,
+                options: dict[str, Any]) -> tuple[Artifact, dict]:
+    regs = plugins.registries()
 
     def on_progress(payload: list) -> None:
         if payload[0] == "start" and on_start:

@@ -117,57 +117,92 @@ def int8_source_for(trained: Artifact, converted: Artifact) -> Artifact | None:
     return None
 
 
+class QuickstartInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, SIGHUP) during the quickstart, carrying what had finished (`partial`)."""
+
+    def __init__(self, cause: KeyboardInterrupt, partial: QuickstartResult, during: str):
+        super().__init__(*cause.args)
+        self.exit_code = getattr(cause, "exit_code", 130)
+        self.partial, self.during = partial, during
+
+
+def previous_run_files(output_dir: Path) -> list[Path]:
+    """What an earlier quickstart left in `output_dir`: its models (kept or failed) with their manifests,
+    metrics.json, results.json and report.md. Nothing else in the folder is touched."""
+    suffixes = {s for f in plugins.registries().formats for s in f.suffixes}
+    names = {"metrics.json", "results.json", "report.md"}
+    for stem in (MODEL, f"{MODEL}_int8", f"{MODEL}.failed", f"{MODEL}_int8.failed"):
+        for suffix in suffixes:
+            names |= {f"{stem}{suffix}", f"{stem}{suffix}.manifest.json"}
+    return sorted(p for p in (output_dir / n for n in names) if p.is_file() or p.is_symlink())
+
+
 def run_quickstart(output_dir: Path, dataset: str | None = None, epochs: int | None = None, limit: int | None = None,
                    runs: int = 200, max_seconds: float = 4.0, eval_seconds: float = 30.0, seed: int = 0,
                    keep_failed: bool = False,
                    step: Callable[..., None] = lambda description, total=None: None,
                    on_start: Callable[[int], None] | None = None,
                    on_batch: Callable[[int, int, dict], None] | None = None) -> QuickstartResult:
+    """The main job. Interrupted, it raises QuickstartInterrupted with what had finished."""
     t0 = time.perf_counter()
     dataset, notes = choose_dataset(dataset)
     epochs = epochs or plugins.registries().datasets.get(dataset).suggested_epochs
+    # An earlier run's files describe a model this run replaces: a run stopped half-way must not leave a new
+    # cnn.keras beside old conversions of another, nor old results beside new files.
+    for stale in previous_run_files(output_dir):
+        stale.unlink()
+    result = QuickstartResult(output_dir, dataset, notes, {}, [], [])
+    during = f"training {MODEL} on {dataset}"
 
-    # The last run's results describe files this run replaces: a run stopped half-way must not leave them beside
-    # the new files; results.json and report.md come back when this run finishes.
-    for stale in ("results.json", "report.md"):
-        (output_dir / stale).unlink(missing_ok=True)
+    def begin(description: str, **kwargs: Any) -> None:
+        nonlocal during
+        during = description
+        step(description, **kwargs)
+
+    try:
+        _run(result, epochs, limit, runs, max_seconds, eval_seconds, seed, keep_failed, begin, on_start, on_batch)
+    except KeyboardInterrupt as e:
+        result.summary = summarise(result.records)
+        raise QuickstartInterrupted(e, result, during) from None
+    result.summary = summarise(result.records)
+    result.seconds = round(time.perf_counter() - t0, 1)
+    write_results(result)
+    return result
+
+
+def _run(result: QuickstartResult, epochs: int, limit: int | None, runs: int, max_seconds: float,
+         eval_seconds: float, seed: int, keep_failed: bool, step: Callable[..., None],
+         on_start: Callable[[int], None] | None, on_batch: Callable[[int, int, dict], None] | None) -> None:
+    dataset = result.dataset
     step(f"training {MODEL} on {dataset}")
-    trained, training = operations.train(MODEL, dataset, epochs, output_dir, on_start=on_start,
-                                         on_batch=on_batch, limit=limit, seed=seed)
-    artifacts: list[Artifact] = []
-    failed_steps: list[str] = []  # a step that fails is reported at the end; the others still run
+    trained, result.training = operations.train(MODEL, dataset, epochs, result.output_dir, on_start=on_start,
+                                                on_batch=on_batch, limit=limit, seed=seed)
     for target in deployment_formats(trained.format):
         step(f"converting to {target} fp32")
         try:
             converted = operations.convert(trained.path, target, keep_failed=keep_failed)
-        except ToolkitError as e:
-            failed_steps.append(e.one_line())
+        except ToolkitError as e:  # a step that fails is reported at the end; the others still run
+            result.failed_steps.append(e.one_line())
             continue
-        artifacts.append(converted)
+        result.artifacts.append(converted)
         int8_source = int8_source_for(trained, converted)
         if int8_source is None:
-            notes.append(f"no installed quantizer makes int8 {target} files; only fp32 {target} was made")
+            result.notes.append(f"no installed quantizer makes int8 {target} files; only fp32 {target} was made")
             continue
         step(f"quantizing to {target} int8")
         try:
-            artifacts.append(operations.quantize(int8_source.path, "int8", dataset, to=target, seed=seed,
-                                                 keep_failed=keep_failed))
+            result.artifacts.append(operations.quantize(int8_source.path, "int8", dataset, to=target, seed=seed,
+                                                        keep_failed=keep_failed))
         except ToolkitError as e:
-            failed_steps.append(e.one_line())
+            result.failed_steps.append(e.one_line())
 
-    pairs = [(a, backend) for a in artifacts for backend in capable_backends(a)[0]]
-    records = []
+    pairs = [(a, backend) for a in result.artifacts for backend in capable_backends(a)[0]]
     for i, (artifact, backend) in enumerate(pairs):
         step(f"benchmarking {artifact.path.name} on {backend}",
-             **({"total": 1 + len(artifacts) + len(pairs)} if i == 0 else {}))
-        records.append(run_pair(BenchRequest(model=str(artifact.path), backend=backend, runs=runs, warmup=20,
-                                             max_seconds=max_seconds, dataset=dataset, batch=1,
-                                             eval_seconds=eval_seconds, seed=seed)))
-    result = QuickstartResult(output_dir, dataset, notes, training, artifacts, records, summarise(records),
-                              failed_steps=failed_steps)
-    result.seconds = round(time.perf_counter() - t0, 1)
-    write_results(result)
-    return result
+             **({"total": 1 + len(result.artifacts) + len(pairs)} if i == 0 else {}))
+        result.records.append(run_pair(BenchRequest(model=str(artifact.path), backend=backend, runs=runs, warmup=20,
+                                                    max_seconds=max_seconds, dataset=dataset, batch=1,
+                                                    eval_seconds=eval_seconds, seed=seed)))
 
 
 def write_results(result: QuickstartResult) -> None:

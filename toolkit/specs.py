@@ -23,7 +23,11 @@ class Quantization:
     def from_dict(cls, d: dict[str, Any] | None) -> "Quantization | None":
         if not d:
             return None
-        return cls(tuple(float(s) for s in d["scale"]), tuple(int(z) for z in d["zero_point"]), d.get("axis"))
+        axis = d.get("axis")
+        if not isinstance(d["scale"], list) or not isinstance(d["zero_point"], list) or not (
+                axis is None or (isinstance(axis, int) and not isinstance(axis, bool))):
+            raise TypeError("quantization needs lists of scale and zero_point and an integer axis")
+        return cls(tuple(float(s) for s in d["scale"]), tuple(int(z) for z in d["zero_point"]), axis)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+        """A spec from JSON, checked: manifests are files anyone can edit."""
+        if not isinstance(d, dict) or not isinstance(d["name"], str) or not isinstance(d["dtype"], str):
+            raise TypeError("a tensor needs a name and a dtype as text")
+        if not isinstance(d["shape"], list) or not all(
+                dim is None or (type(dim) is int and dim >= 0) for dim in d["shape"]):
+            raise ValueError(f"tensor '{d['name'][:40]}' has a shape that is not a list of sizes")
         return cls(
             name=d["name"],
             shape=tuple(d["shape"]),

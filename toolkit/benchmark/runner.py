@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 from .. import plugins
 from ..artifact import Artifact
-from ..errors import MissingRuntimeError, ToolkitError, UsageError, debug_enabled
+from ..errors import MissingRuntimeError, ToolkitError, UsageError, debug_enabled, one_line_text
 from ..interfaces import Backend
 from ..records import BenchFailure, BenchRecord, BenchRequest, Record, record_from_dict
 
@@ -98,7 +98,7 @@ def failure(request: BenchRequest, error: ToolkitError, details: str | None = No
     # The model as the user typed it when that was a relative path (data/conv/model.onnx), else its file name.
     shown = request.model if not Path(request.model).is_absolute() else Path(request.model).name
     where = f"{shown} on {request.backend}" if request.backend else shown
-    return BenchFailure(model=request.model, backend=request.backend, error=f"{where}: {error.one_line()}",
+    return BenchFailure(model=request.model, backend=request.backend, error=one_line_text(f"{where}: {error.one_line()}"),
                         exit_code=error.exit_code, status=status,
                         details=details if details and debug_enabled() else None)
 

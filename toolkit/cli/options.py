@@ -26,17 +26,26 @@ keep_failed_option = click.option(
 
 
 def _set_memory_limit(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
-    if value is not None:
-        from ..child import MEMORY_LIMIT_ENV
+    from ..child import MEMORY_LIMIT_ENV, memory_limit_mb
+    from ..errors import UsageError
 
-        os.environ[MEMORY_LIMIT_ENV] = str(value)  # read by every child this command starts
+    if value is None:  # no flag: the environment's value must be a limit too, checked before any work
+        try:
+            memory_limit_mb()
+        except UsageError as e:
+            raise click.UsageError(e.one_line()) from None
+        return
+    if 0 < value < 256:
+        raise click.BadParameter(f"{value} MB is too little for any child; use 256 or more, or 0 for none")
+    os.environ[MEMORY_LIMIT_ENV] = str(value)  # read by every child this command starts
 
 
 memory_limit_option = click.option(
-    "--memory-limit", type=click.IntRange(min=256), metavar="MB", expose_value=False, is_eager=True,
+    "--memory-limit", type=click.IntRange(min=0, max=1 << 24), metavar="MB", expose_value=False, is_eager=True,
     callback=_set_memory_limit,
-    help="Address-space limit of each child process in MB (default: from this machine's memory, or "
-         "$TOOLKIT_CHILD_MEMORY_MB).")
+    help="Address-space limit of each child process in MB: 0 for none, else at least 256 (default: "
+         "$TOOLKIT_CHILD_MEMORY_MB, or 3/4 of this machine's memory and at least 4096; GPU providers run "
+         "without one).")
 
 plugin_option = click.option("-o", "--option", "plugin_options", multiple=True, metavar="KEY=VALUE",
                              help="An option of the chosen plugin (see below); repeat for several.")
@@ -93,5 +102,8 @@ def stdout_console():
 
 
 def note(text: str, label: str = "Note") -> None:
-    """One line on stderr, with plugin or file text shown as it is (never as markup)."""
-    click.echo(f"{label}: {text}", err=True)
+    """One line on stderr, with plugin or file text shown as it is (never as markup), a newline in a file name
+    escaped."""
+    from ..errors import one_line_text
+
+    click.echo(f"{label}: {one_line_text(text)}", err=True)
