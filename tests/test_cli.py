@@ -27,7 +27,8 @@ def test_importing_the_cli_imports_no_ml_framework():
 def test_plugins_json_lists_the_builtins_and_what_they_register():
     result = CliRunner().invoke(cli, ["plugins", "--format", "json"])
     plugins = {p["name"]: p for p in json.loads(result.output)["plugins"]}
-    assert plugins["onnxruntime"]["registers"] == {"quantizers": ["onnxruntime-qdq"], "backends": ["onnxruntime"]}
+    assert plugins["onnxruntime"]["registers"] == {"quantizers": ["onnxruntime-qdq", "onnxruntime-dynamic"],
+                                                   "backends": ["onnxruntime"]}
     assert plugins["tflite"]["status"] == "ok" and "unavailable" not in plugins["tflite"]["items"]["backends/tflite"]
 
 

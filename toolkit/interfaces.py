@@ -204,6 +204,11 @@ class Quantizer(Pluggable):
     needs_calibration: ClassVar[bool] = True
     priority: ClassVar[int] = 0
 
+    def calibration_needed(self, scheme: str) -> bool:
+        """Whether `scheme` needs calibration data (weights-only schemes such as fp16 or dynamic do not). The
+        default is `needs_calibration` for every scheme; override it when schemes differ."""
+        return self.needs_calibration
+
     @abstractmethod
     def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
         """Write the quantized model to `output` (a working path the core publishes after checking it)."""

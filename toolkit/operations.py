@@ -309,7 +309,7 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
     extra = resolve_options(q, options or {})
     out = _check_output(source, Path(output) if output else default_output(source.path, q.target_format, scheme),
                         q.target_format)
-    if calibration is None and q.needs_calibration:
+    if calibration is None and q.calibration_needed(scheme):
         calibration = default_calibration(source)
         if calibration is None:
             why = ("its manifest was ignored: " + "; ".join(source.notes) if source.notes

@@ -15,7 +15,10 @@ from .parse_once import parse_once
 
 # Operators that only appear in quantized graphs (QDQ and QOperator forms).
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
-                 "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd", "QLinearMul"}
+                 "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd", "QLinearMul",
+                 # ONNX Runtime's contrib operators (com.microsoft), written by its QOperator quantization
+                 "QGemm", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid",
+                 "QLinearLeakyRelu", "QLinearSoftmax"}
 
 
 @parse_once
@@ -95,7 +98,9 @@ class OnnxFormat(ModelFormat):
         ops = {n.op_type for n in model.graph.node}
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
         out: dict[str, Any] = {"opset": opset, "ops": sorted(ops)}
-        if ops & QUANTIZED_OPS:
+        if "DynamicQuantizeLinear" in ops:
+            out["precision"] = "dynamic"
+        elif ops & QUANTIZED_OPS:
             out["precision"] = "int8"
         else:
             # Weights are the float initializers; int64 ones are shapes and indices, which say nothing.

@@ -6,7 +6,7 @@ Registering imports no TensorFlow: the classes import it when they do their work
 from toolkit.api import hookimpl
 
 from .backend import KerasBackend
-from .convert import KerasTFLiteInt8, KerasToONNX, KerasToTFLite
+from .convert import KerasTFLiteQuantizer, KerasToONNX, KerasToTFLite
 from .datasets import Cifar10, Digits, FashionMNIST
 from .models import CifarCNN
 
@@ -31,7 +31,7 @@ def register_converters(register):
 
 @hookimpl
 def register_quantizers(register):
-    register(KerasTFLiteInt8())
+    register(KerasTFLiteQuantizer())
 
 
 @hookimpl

@@ -61,7 +61,23 @@ def _tflite_ops(data: bytes) -> list[str]:
     return sorted({op["op_name"] for op in interp._get_ops_details()})
 
 
-def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8: bool) -> ConversionResult:
+# TFLite post-training schemes: what the converter is told, and what the result is.
+TFLITE_SCHEMES = {
+    "int8": "int8 inputs, outputs, activations (per tensor) and weights (per channel), calibrated; runs on LiteRT "
+            "(XNNPACK), Edge TPU after compilation, TFLite Micro",
+    "int8-float-io": "int8 activations and weights, calibrated, with float32 inputs and outputs (quantize and "
+                     "dequantize ops at the edges): a drop-in for the fp32 file",
+    "int16x8": "int16 activations and int8 weights, calibrated, float32 inputs and outputs: closer to fp32 than "
+               "int8 where activations have a wide range; LiteRT's reference kernels only (slow)",
+    "dynamic": "int8 weights, float activations computed in int8 on the fly; no calibration data; LiteRT",
+    "fp16": "float16 weights, float32 compute on CPU (GPU delegates run float16); half the size; no calibration data",
+}
+CALIBRATED = ("int8", "int8-float-io", "int16x8")
+PRECISION = {"int8": "int8", "int8-float-io": "int8", "int16x8": "int16x8", "dynamic": "dynamic", "fp16": "fp16"}
+
+
+def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, scheme: str | None) -> ConversionResult:
+    """`scheme` None converts to fp32; otherwise one of TFLITE_SCHEMES."""
     import tensorflow as tf
 
     model = load_keras(source.path)
@@ -70,18 +86,24 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8:
         export_saved_model(model, saved)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         # Set explicitly: a default that lets SELECT_TF_OPS in makes Flex ops no runtime here can run.
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if int8
-                                               else tf.lite.OpsSet.TFLITE_BUILTINS]
-        if int8:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if scheme is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if scheme == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        if scheme in CALIBRATED:
             calib = checked_calibration(options, TensorSpec(model.inputs[0].name, tuple(model.inputs[0].shape),
                                                             "float32"))
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
             def representative() -> Iterator[list[np.ndarray]]:
                 for i in range(len(calib)):
                     yield [calib[i:i + 1].astype(np.float32)]
 
             converter.representative_dataset = representative
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if scheme == "int16x8"
+                else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if scheme == "int8":
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
         try:
@@ -96,10 +118,16 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, int8:
                                "TFLite runtime here can run", "Change the model (e.g. unroll=True for an LSTM)")
     output.write_bytes(data)  # a working path: the core checks it before it gets its final name
     quantization = None
-    if int8:
-        quantization = calibration_record(options, "TFLite full-integer post-training quantization", io="int8",
-                                          activations="int8 per-tensor", weights="int8 per-channel")
-    return ConversionResult(precision="int8" if int8 else "fp32", quantization=quantization,
+    if scheme in CALIBRATED:
+        io = {"int8": "int8", "int8-float-io": "float32", "int16x8": "float32"}[scheme]
+        activations = "int16 per-tensor" if scheme == "int16x8" else "int8 per-tensor"
+        quantization = calibration_record(options, f"TFLite post-training quantization ({scheme})", io=io,
+                                          activations=activations, weights="int8 per-channel")
+    elif scheme is not None:
+        quantization = {"scheme": scheme, "method": f"TFLite post-training quantization ({scheme})",
+                        "weights": "float16" if scheme == "fp16" else "int8 per-channel",
+                        "activations": "float32", "calibration": None}
+    return ConversionResult(precision=PRECISION.get(scheme or "", "fp32"), quantization=quantization,
                             versions=library_versions(*KERAS_LIBS))
 
 
@@ -110,20 +138,22 @@ class KerasToTFLite(Converter):
     precisions = ("fp32",)
 
     def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> ConversionResult:
-        return _to_tflite(source, output, options, int8=False)
+        return _to_tflite(source, output, options, None)
 
 
-class KerasTFLiteInt8(Quantizer):
-    name = "keras-tflite-int8"
-    description = "TFLite post-training full-integer quantization of a Keras model"
+class KerasTFLiteQuantizer(Quantizer):
+    name = "keras-tflite-ptq"
+    description = "TFLite post-training quantization of a Keras model: int8, int8 with float I/O, int16x8, dynamic, fp16"
     source_formats = ("keras",)
     target_format = "tflite"
-    schemes = ("int8",)
-    scheme_help = {"int8": "int8 inputs, outputs, activations (per tensor) and weights (per channel), calibrated; "
-                           "runs on LiteRT (XNNPACK), Edge TPU after compilation, TFLite Micro"}
+    schemes = tuple(TFLITE_SCHEMES)
+    scheme_help = TFLITE_SCHEMES
+
+    def calibration_needed(self, scheme: str) -> bool:
+        return scheme in CALIBRATED
 
     def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
-        return _to_tflite(source, output, options, int8=True)
+        return _to_tflite(source, output, options, scheme)
 
 
 class KerasToONNX(Converter):

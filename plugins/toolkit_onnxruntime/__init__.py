@@ -1,9 +1,10 @@
-"""Built-in plugin: the ONNX Runtime backend (CPU, CUDA, TensorRT providers) and its static QDQ int8 quantizer."""
+"""Built-in plugin: the ONNX Runtime backend (CPU, CUDA, TensorRT providers) and its quantizers (static QDQ or
+QOperator int8, calibrated; dynamic)."""
 
 from toolkit.api import hookimpl
 
 from .backend import OnnxRuntimeBackend
-from .quantize import OrtStaticQuantizer
+from .quantize import OrtDynamicQuantizer, OrtStaticQuantizer
 
 
 @hookimpl
@@ -14,3 +15,4 @@ def register_backends(register):
 @hookimpl
 def register_quantizers(register):
     register(OrtStaticQuantizer())
+    register(OrtDynamicQuantizer())

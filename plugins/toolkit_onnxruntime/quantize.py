@@ -29,6 +29,8 @@ class OrtStaticQuantizer(Quantizer):
         PluginOption("activations", str, "uint8", "activation type", ("uint8", "int8")),
         PluginOption("per_channel", bool, True, "one weight scale per output channel"),
         PluginOption("method", str, "minmax", "calibration method", CALIBRATION_METHODS),
+        PluginOption("quant_format", str, "qdq", "graph form: QuantizeLinear/DequantizeLinear pairs around float "
+                     "ops (qdq), or integer operators such as QLinearConv (qoperator)", ("qdq", "qoperator")),
     )
 
     def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
@@ -58,13 +60,47 @@ class OrtStaticQuantizer(Quantizer):
             pre = Path(tmp) / "pre.onnx"
             # skip_symbolic_shape: symbolic shape inference needs sympy, and these graphs have static shapes.
             quant_pre_process(str(source.path), str(pre), skip_symbolic_shape=True)
-            quantize_static(str(pre), str(output), Reader(), quant_format=QuantFormat.QDQ,
+            form = QuantFormat.QOperator if extra.get("quant_format") == "qoperator" else QuantFormat.QDQ
+            quantize_static(str(pre), str(output), Reader(), quant_format=form,
                             activation_type=activations, weight_type=QuantType.QInt8,
                             per_channel=bool(extra.get("per_channel", True)), calibrate_method=method)
-        record = calibration_record(options, f"onnxruntime static QDQ, {extra.get('method', 'minmax')} calibration",
+        form_name = "QOperator" if extra.get("quant_format") == "qoperator" else "QDQ"
+        record = calibration_record(options, f"onnxruntime static {form_name}, {extra.get('method', 'minmax')} "
+                                    "calibration",
                                     activations=f"{extra.get('activations', 'uint8')} per-tensor",
                                     weights="int8 per-channel" if extra.get("per_channel", True) else "int8 per-tensor")
         return ConversionResult(precision="int8", quantization=record,
+                                versions=library_versions("onnxruntime", "onnx", "numpy"))
+
+
+class OrtDynamicQuantizer(Quantizer):
+    name = "onnxruntime-dynamic"
+    description = "ONNX Runtime dynamic quantization: int8 weights, activations quantized on the fly"
+    source_formats = ("onnx",)
+    target_format = "onnx"
+    schemes = ("dynamic",)
+    scheme_help = {"dynamic": "int8 (or uint8) weights, activations quantized at run time; no calibration data; "
+                              "runs on onnxruntime (CPU)"}
+    needs_calibration = False
+    options = (PluginOption("weights", str, "int8", "weight type", ("int8", "uint8")),
+               PluginOption("per_channel", bool, False, "one weight scale per output channel"))
+
+    def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        extra = options.extra
+        weights = QuantType.QUInt8 if extra.get("weights") == "uint8" else QuantType.QInt8
+        with tempfile.TemporaryDirectory() as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(source.path), str(pre), skip_symbolic_shape=True)
+            quantize_dynamic(str(pre), str(output), weight_type=weights,
+                             per_channel=bool(extra.get("per_channel", False)))
+        record = {"scheme": "dynamic", "method": "onnxruntime dynamic quantization",
+                  "weights": f"{extra.get('weights', 'int8')} "
+                             f"{'per-channel' if extra.get('per_channel') else 'per-tensor'}",
+                  "activations": "uint8, quantized at run time", "calibration": None}
+        return ConversionResult(precision="dynamic", quantization=record,
                                 versions=library_versions("onnxruntime", "onnx", "numpy"))
 
 

@@ -17,15 +17,17 @@ def list_schemes(fmt: str) -> None:
     for q in plugins.registries().quantizers:
         for scheme in q.schemes:
             rows.append({"scheme": scheme, "quantizer": q.name, "from": list(q.source_formats), "to": q.target_format,
-                         "priority": q.priority, "needs_calibration": q.needs_calibration,
+                         "priority": q.priority, "needs_calibration": q.calibration_needed(scheme),
                          "help": q.scheme_help.get(scheme, "")})
     if fmt == "json":
         echo_json({"schemes": rows})
     else:
-        click.echo(f"{'scheme':<10} {'quantizer':<20} formats  (needs) what it makes and what runs it")
+        w1 = max([len("scheme")] + [len(r["scheme"]) for r in rows])
+        w2 = max([len("quantizer")] + [len(r["quantizer"]) for r in rows])
+        click.echo(f"{'scheme':<{w1}}  {'quantizer':<{w2}}  formats  (needs) what it makes and what runs it")
         for r in sorted(rows, key=lambda r: (r["scheme"], -r["priority"])):
             needs = "calibration data" if r["needs_calibration"] else "no data"
-            click.echo(f"{r['scheme']:<10} {r['quantizer']:<20} {'/'.join(r['from'])} -> {r['to']}  "
+            click.echo(f"{r['scheme']:<{w1}}  {r['quantizer']:<{w2}}  {'/'.join(r['from'])} -> {r['to']}  "
                        f"(needs {needs}) {r['help']}")
 
 
