@@ -75,6 +75,12 @@ class ModelFormat(Pluggable):
         """Format-specific facts worth keeping in a manifest (operator list, opset); {} when none."""
         return {}
 
+    def inspect(self, path: Path) -> dict[str, Any]:
+        """What `toolkit inspect` shows beyond the specs, from the file alone: `ops` (operator name -> count),
+        `parameters` (weight elements), `macs` (multiply-accumulates per sample), `flex_ops`; {} when none.
+        Called in a child process, so it may parse the whole file."""
+        return {}
+
 
 # ---------------------------------------------------------------------------------------------- data
 class Dataset(Pluggable):
@@ -270,6 +276,12 @@ class Backend(Pluggable):
     @abstractmethod
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
         """Load `artifact` into a Session. Raise ModelFileError for a file the runtime rejects."""
+
+    def inspect(self, artifact: Artifact) -> dict[str, Any]:
+        """What this runtime does with the model, for `toolkit inspect`: e.g. which operators a delegate takes
+        (`delegated`, `not_delegated`: operator name -> count), and anything the file alone cannot say (ops,
+        parameters, macs). Called in a child process; {} when there is nothing to add."""
+        return {}
 
 
 # ---------------------------------------------------------------------------------------------- devices

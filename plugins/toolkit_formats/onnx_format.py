@@ -3,7 +3,9 @@ loaded (a small file can declare gigabytes of it), so reading specs costs what t
 
 from __future__ import annotations
 
+import collections
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -110,3 +112,55 @@ class OnnxFormat(ModelFormat):
             elif floats == {1}:
                 out["precision"] = "fp32"
         return out
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        model = load_graph(path)
+        ops = collections.Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                                  for n in model.graph.node)
+        params = sum(math.prod(i.dims) for i in model.graph.initializer)
+        return {"ops": dict(sorted(ops.items())), "parameters": int(params), "macs": _macs(model)}
+
+
+# Multiply-accumulates of the operators that do nearly all of them: (which input holds the weights).
+_WEIGHTED = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
+_MATMUL = {"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "QGemm"}
+
+
+def _inner_size(node: Any, shapes: dict[str, list[int]]) -> int:
+    """K of an (M x K) @ (K x N) product: from the weight's shape where it is an initializer (shape inference
+    often loses the other operand's after a Reshape), else from the first operand's."""
+    weight_at = 3 if node.op_type in ("QLinearMatMul", "QGemm") else 1
+    attrs = {a.name: a.i for a in node.attribute}
+    b = shapes.get(node.input[weight_at]) if len(node.input) > weight_at else None
+    if b and len(b) >= 2:
+        return b[-1] if attrs.get("transB") else b[-2]
+    a = shapes.get(node.input[0]) or [0]
+    return a[-2] if attrs.get("transA") and len(a) > 1 else a[-1]
+
+
+def _macs(model: Any) -> int | None:
+    """Per sample (a dynamic batch counts as 1), from ONNX's shape inference; None when shapes are unknown."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a graph shape inference cannot follow: no count rather than a wrong one
+        return None
+    shapes: dict[str, list[int]] = {}
+    for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        dims = v.type.tensor_type.shape.dim
+        shapes[v.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    total = 0
+    for node in model.graph.node:
+        out = shapes.get(node.output[0]) if node.output else None
+        if out is None:
+            continue
+        if node.op_type in _WEIGHTED and len(node.input) > _WEIGHTED[node.op_type]:
+            weight = shapes.get(node.input[_WEIGHTED[node.op_type]])
+            if weight and len(weight) > 2:
+                total += math.prod(out) * math.prod(weight[1:])  # out elements x (Cin/group x kernel)
+        elif node.op_type in _MATMUL:
+            total += math.prod(out) * _inner_size(node, shapes)
+    return int(total)

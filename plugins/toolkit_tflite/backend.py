@@ -6,7 +6,9 @@ cannot load dynamic-range int8 models made by TF 2.21, which `available()` says.
 
 from __future__ import annotations
 
+import collections
 import importlib.util
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -122,3 +124,60 @@ class TFLiteBackend(Backend):
         precision = artifact.precision
         delegate = "xnnpack" if use_xnnpack and precision != "int16x8" else "builtin kernels"
         return TFLiteSession(interpreter, runtime, delegate)
+
+    def inspect(self, artifact: Artifact) -> dict[str, Any]:
+        """Operators, weights and multiply-accumulates as LiteRT reads the file, and which operators the XNNPACK
+        delegate takes (the rest run on LiteRT's own kernels, usually much slower)."""
+        session = self.load(artifact, BackendOptions())
+        ops = session.interpreter._get_ops_details()  # noqa: SLF001 - LiteRT has no public per-node API
+        tensors = {t["index"]: t for t in session.interpreter.get_tensor_details()}
+        model = [op for op in ops if op["op_name"] != "DELEGATE"]
+        produced = {t for op in model for t in op["outputs"]}
+        graph_inputs = {d["index"] for d in session.interpreter.get_input_details()}
+        constants = {t for op in model for t in op["inputs"] if t >= 0 and t not in produced and t not in graph_inputs}
+        delegated = _delegated(ops, model)
+        shape = lambda t: [max(1, int(d)) for d in tensors[t]["shape"]] if t in tensors else []  # noqa: E731
+        return {
+            "ops": dict(sorted(collections.Counter(op["op_name"] for op in model).items())),
+            "parameters": int(sum(math.prod(shape(t)) for t in constants)),
+            "macs": int(sum(_macs(op, shape) for op in model)),
+            "delegated": dict(sorted(collections.Counter(model_op["op_name"] for model_op in model
+                                                         if model_op["index"] in delegated).items())),
+            "not_delegated": dict(sorted(collections.Counter(model_op["op_name"] for model_op in model
+                                                             if model_op["index"] not in delegated).items())),
+        }
+
+
+def _delegated(ops: list[dict[str, Any]], model: list[dict[str, Any]]) -> set[int]:
+    """Indices of the model's operators that a DELEGATE node replaced: walking back from each delegate node's
+    outputs through the operators that produce them, up to its inputs."""
+    producer = {t: op for op in model for t in op["outputs"]}
+    taken: set[int] = set()
+    for node in (op for op in ops if op["op_name"] == "DELEGATE"):
+        boundary, todo = set(node["inputs"]), list(node["outputs"])
+        while todo:
+            op = producer.get(todo.pop())
+            if op is None or op["index"] in taken:
+                continue
+            taken.add(op["index"])
+            todo.extend(t for t in op["inputs"] if t not in boundary)
+    return taken
+
+
+def _macs(op: dict[str, Any], shape: Callable[[int], list[int]]) -> int:
+    """Multiply-accumulates of one operator per sample, for the operators that do nearly all of them."""
+    name, ins, outs = op["op_name"], op["inputs"], op["outputs"]
+    if not outs or len(ins) < 2:
+        return 0
+    out, weight = shape(outs[0]), shape(ins[1])
+    if out and out[0] > 1:
+        out = [1, *out[1:]]  # per sample
+    if name == "CONV_2D" and len(weight) == 4:
+        return math.prod(out) * math.prod(weight[1:])
+    if name == "DEPTHWISE_CONV_2D" and len(weight) == 4:
+        return math.prod(out) * weight[1] * weight[2]
+    if name == "FULLY_CONNECTED" and weight:
+        return math.prod(out) * weight[-1]
+    if name == "BATCH_MATMUL":
+        return math.prod(out) * (shape(ins[0]) or [0])[-1]
+    return 0

@@ -23,6 +23,7 @@ BUILTIN_COMMANDS = {
     "convert": ("toolkit.cli.convert_cmd", "convert", "Convert a model to another format, checked against the source."),
     "quantize": ("toolkit.cli.quantize_cmd", "quantize", "Quantize a model (int8, ...), calibrated on real data."),
     "bench": ("toolkit.cli.bench_cmd", "bench", "Benchmark models on one or more backends; outputs checked."),
+    "inspect": ("toolkit.cli.inspect_cmd", "inspect", "Show a model's tensors, operators, weights, MACs and manifest."),
     "targets": ("toolkit.cli.targets_cmd", "targets", "List device profiles and the detected host."),
     "plugins": ("toolkit.cli.plugins_cmd", "plugins", "List installed plugins and what they register."),
 }
