@@ -84,8 +84,9 @@ def test_a_converter_that_dies_is_named_with_its_step_and_leaves_nothing(work):
     assert_nothing_left(work)
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGINT, 130), (signal.SIGTERM, 143),
-                                       (signal.SIGHUP, 129)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGINT, 130),
+                                       pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow),
+                                       pytest.param(signal.SIGHUP, 129, marks=pytest.mark.slow)])
 def test_a_command_killed_mid_conversion_leaves_no_file_and_no_process(work, sig, code):
     proc = start_quantize(work, "hang8")
     assert wait_until(lambda: work["pids"].exists() and len(work["pids"].read_text().split()) == 3, 60)
@@ -97,7 +98,7 @@ def test_a_command_killed_mid_conversion_leaves_no_file_and_no_process(work, sig
         assert stderr.strip().endswith("Interrupted."), stderr
 
 
-@pytest.mark.parametrize("gap", [0.0, 0.05])
+@pytest.mark.parametrize("gap", [0.0, pytest.param(0.05, marks=pytest.mark.slow)])
 def test_a_second_ctrl_c_while_stopping_changes_nothing(work, gap):
     proc = start_quantize(work, "hang8")
     assert wait_until(lambda: work["pids"].exists() and len(work["pids"].read_text().split()) == 3, 60)

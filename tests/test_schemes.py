@@ -48,6 +48,7 @@ def test_the_schemes_list_says_which_need_calibration_data():
     assert needs[("int16x8", "keras-tflite-ptq")] is True and needs[("int8", "onnxruntime-qdq")] is True
 
 
+@pytest.mark.slow
 def test_onnx_dynamic_quantization_needs_no_data_and_no_manifest(tmp_path):
     model = tiny_onnx_model(tmp_path / "tiny.onnx")
     proc = run_cli("quantize", str(model), "--scheme", "dynamic", "--format", "json")
@@ -63,6 +64,7 @@ def test_onnx_dynamic_quantization_needs_no_data_and_no_manifest(tmp_path):
     assert results[0]["precision"] == "dynamic"
 
 
+@pytest.mark.slow
 def test_onnx_static_quantization_writes_integer_operators_on_request(tmp_path):
     import onnx
 

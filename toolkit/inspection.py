@@ -23,6 +23,8 @@ def inspect_in_child(path: str) -> dict[str, Any]:
         "precision": artifact.manifest.precision if artifact.manifest else described.get("precision", "unknown"),
         "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
         **{k: v for k, v in described.items() if k not in ("ops", "precision")},
+        # From the file, so they show even when no runtime here can load it (which is what Flex ops cause).
+        "flex_ops": sorted(op for op in described.get("ops", []) if str(op).startswith("Flex")),
         **fmt.inspect(artifact.path),
         "runtimes": {}, "notes": list(artifact.notes),
         "manifest": artifact.manifest.to_dict() if artifact.manifest else None,

@@ -1,4 +1,5 @@
-"""Built-in plugin: Keras/TensorFlow. Model zoo, datasets, training, Keras->TFLite (fp32, int8), Keras->ONNX.
+"""Built-in plugin: Keras/TensorFlow. Model zoo (cnn, mlp), datasets, training, Keras->TFLite (fp32 and post-training
+quantization schemes), Keras->ONNX.
 
 Registering imports no TensorFlow: the classes import it when they do their work.
 """
@@ -7,13 +8,14 @@ from toolkit.api import hookimpl
 
 from .backend import KerasBackend
 from .convert import KerasTFLiteQuantizer, KerasToONNX, KerasToTFLite
-from .datasets import Cifar10, Digits, FashionMNIST
-from .models import CifarCNN
+from .datasets import BreastCancer, Cifar10, Digits, FashionMNIST
+from .models import CifarCNN, TabularMLP
 
 
 @hookimpl
 def register_models(register):
     register(CifarCNN())
+    register(TabularMLP())
 
 
 @hookimpl
@@ -21,6 +23,7 @@ def register_datasets(register):
     register(FashionMNIST())
     register(Digits())
     register(Cifar10())
+    register(BreastCancer())
 
 
 @hookimpl

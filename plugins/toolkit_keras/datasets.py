@@ -1,5 +1,6 @@
-"""Image datasets. Fashion-MNIST (from Debian's dataset-fashion-mnist) and scikit-learn's digits work offline;
-CIFAR-10 downloads through keras.datasets for users who are online."""
+"""Datasets. Images: Fashion-MNIST (from Debian's dataset-fashion-mnist) and scikit-learn's digits work offline;
+CIFAR-10 downloads through keras.datasets for users who are online. Tabular: scikit-learn's breast-cancer
+diagnosis data, offline."""
 
 from __future__ import annotations
 
@@ -85,10 +86,40 @@ class Digits(Dataset):
         bunch = load_digits()
         x = (bunch.images.astype(np.float32) / 16.0)[..., None]
         y = bunch.target.astype(np.int64)
-        order = np.random.default_rng(0).permutation(len(x))  # a fixed shuffle, the same everywhere
-        cut = int(len(x) * 0.8)
-        idx = order[:cut] if split == "train" else order[cut:]
+        idx = _fixed_split(len(x), split)  # a fixed shuffle, the same everywhere
         return x[idx], y[idx]
+
+
+def _fixed_split(n: int, split: str, test_fraction: float = 0.2) -> np.ndarray:
+    """Indices of a fixed, seeded train/test split: the same on every machine."""
+    order = np.random.default_rng(0).permutation(n)
+    cut = int(n * (1 - test_fraction))
+    return order[:cut] if split == "train" else order[cut:]
+
+
+class BreastCancer(Dataset):
+    name = "breast-cancer"
+    description = ("scikit-learn's Wisconsin breast-cancer diagnosis: 569 tumours, 30 raw measurements each, "
+                   "malignant (0) or benign (1) (80/20 split, fixed)")
+    num_classes = 2
+    class_names = ("malignant", "benign")
+    suggested_epochs = 40  # 455 training rows: a few hundred small steps
+
+    def available(self) -> Availability:
+        if importlib.util.find_spec("sklearn") is None:
+            return Availability(False, "scikit-learn is not installed", "keras")
+        return Availability(True)
+
+    @lru_cache(maxsize=2)
+    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        _check_split(self.name, split)
+        self.require_available()
+        from sklearn.datasets import load_breast_cancer
+
+        bunch = load_breast_cancer()
+        idx = _fixed_split(len(bunch.data), split)
+        # Raw measurements, unscaled: the model scales them itself, so a device feeds what it measures.
+        return bunch.data[idx].astype(np.float32), bunch.target[idx].astype(np.int64)
 
 
 class Cifar10(Dataset):

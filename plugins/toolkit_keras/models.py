@@ -1,4 +1,5 @@
-"""The model zoo. The CNN is the classic Keras CIFAR-10 tutorial network, exactly as written for 32x32x3."""
+"""The model zoo. The CNN is the classic Keras CIFAR-10 tutorial network, exactly as written for 32x32x3; the MLP
+scores tabular records, with its feature scaling inside the graph."""
 
 from __future__ import annotations
 
@@ -59,4 +60,31 @@ class CifarCNN(KerasModel):
                 layers.Dense(num_outputs),
             ],
             name="cnn",
+        )
+
+
+class TabularMLP(KerasModel):
+    name = "mlp"
+    task = "classification"
+    default_dataset = "breast-cancer"
+    description = ("Normalization (fitted to the training split, inside the graph: a device feeds raw features), "
+                   "Dense 64 relu, Dropout 0.2, Dense 32 relu, Dense N logits")
+
+    def build(self, input_shape: Sequence[int], num_outputs: int, **hparams: Any) -> Any:
+        import keras
+        from keras import layers
+
+        if len(input_shape) != 1:
+            raise UsageError(f"the MLP takes rows of features, shape (features,), not {tuple(input_shape)}",
+                             "Pick a tabular dataset, e.g. breast-cancer")
+        return keras.Sequential(
+            [
+                keras.Input(shape=tuple(input_shape), name="features"),
+                layers.Normalization(axis=-1, name="scaling"),  # adapted to the training split before fitting
+                layers.Dense(64, activation="relu"),
+                layers.Dropout(0.2),
+                layers.Dense(32, activation="relu"),
+                layers.Dense(num_outputs),
+            ],
+            name="mlp",
         )

@@ -71,7 +71,7 @@ def show(report: dict) -> None:
             cells = [str(runtimes[r]["delegated"].get(op, 0)) for r in runtimes]
             table.add_row(op, str(count), *cells)
         console.print(table)
-    flex = [op for op in ops if op.startswith("Flex")]
+    flex = report.get("flex_ops") or [op for op in ops if op.startswith("Flex")]
     if flex:
         note(f"Flex ops {', '.join(flex)}: only a TFLite runtime built with TensorFlow's kernels can run them")
     manifest = report.get("manifest")

@@ -68,7 +68,9 @@ def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> N
     if fmt == "json":
         echo_json({"model": str(artifact.path), "manifest": artifact.manifest.to_dict(), "metrics": metrics})
         return
-    score = (f"test accuracy {metrics['accuracy'] * 100:.2f}%" if "accuracy" in metrics else
+    baseline = (f" (always guessing the most common class: {metrics['baseline_accuracy'] * 100:.2f}%)"
+                if "baseline_accuracy" in metrics else "")
+    score = (f"test accuracy {metrics['accuracy'] * 100:.2f}%{baseline}" if "accuracy" in metrics else
              ", ".join(f"test {k} {metrics[k]:.4g}" for k in ("mae", "rmse") if k in metrics))
     click.echo(f"Trained {model} on {dataset} ({metrics.get('train_samples')} samples, {epochs} epoch{'s' if epochs != 1 else ''}, "
                f"{metrics.get('train_seconds', 0):.0f} s): {score} on {metrics.get('test_samples')} held-out samples")

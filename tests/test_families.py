@@ -1,0 +1,54 @@
+"""Model families beyond the CNN, trained on their real default data offline, through conversion, quantization
+and benchmarking. The parity gate is the point: a scheme that changes the answers is refused, loudly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toolkit import operations
+from toolkit.errors import CheckFailedError
+
+from conftest import bench_json, run_cli
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlp")
+    proc = run_cli("train", "mlp", "--epochs", "20", "--output", str(folder), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return folder / "mlp.keras", json.loads(proc.stdout)["metrics"]
+
+
+@pytest.mark.slow
+def test_the_mlp_trains_offline_on_breast_cancer_and_beats_the_majority_class(mlp):
+    _, metrics = mlp
+    assert metrics["dataset"] == "breast-cancer" and metrics["test_samples"] == 114
+    assert metrics["baseline_accuracy"] == pytest.approx(0.5877, abs=1e-3)
+    assert metrics["accuracy"] > 0.9 > metrics["baseline_accuracy"]
+
+
+@pytest.mark.slow
+def test_the_mlp_scales_raw_features_inside_its_graph(mlp, tmp_path):
+    """A device feeds the raw measurements: the fp32 TFLite and ONNX files agree with Keras on them."""
+    model, metrics = mlp
+    for fmt in ("tflite", "onnx"):
+        made = operations.convert(model, fmt, output=tmp_path / f"mlp.{fmt}")
+        assert made.manifest.metrics["parity"]["passed"], made.manifest.metrics["parity"]
+        assert made.manifest.inputs[0].shape == (None, 30)
+    proc, results = bench_json(str(tmp_path / "mlp.tflite"), str(tmp_path / "mlp.onnx"), "--runs", "5",
+                               "--dataset", "breast-cancer")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["evaluation"]["top1"] for r in results] == [pytest.approx(metrics["accuracy"], abs=1e-5)] * 2
+
+
+@pytest.mark.slow
+def test_int8_that_would_lose_the_mlp_its_answers_is_refused_and_dynamic_is_not(mlp, tmp_path):
+    """30 raw features from 0.001 to 4000 share one int8 input scale: the small ones vanish. The gate sees it."""
+    model, _ = mlp
+    with pytest.raises(CheckFailedError, match="does not match its source 'mlp.keras'"):
+        operations.quantize(model, "int8", output=tmp_path / "mlp_int8.tflite")
+    assert not (tmp_path / "mlp_int8.tflite").exists()
+    made = operations.quantize(model, "dynamic", output=tmp_path / "mlp_dynamic.tflite")
+    assert made.manifest.metrics["parity"]["passed"] and made.precision == "dynamic"
