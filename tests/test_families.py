@@ -44,11 +44,21 @@ def test_the_mlp_scales_raw_features_inside_its_graph(mlp, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_that_would_lose_the_mlp_its_answers_is_refused_and_dynamic_is_not(mlp, tmp_path):
-    """30 raw features from 0.001 to 4000 share one int8 input scale: the small ones vanish. The gate sees it."""
+def test_int8_keeps_the_mlp_scaling_in_float_and_int8_inputs_are_refused_by_the_gate(mlp, tmp_path):
+    """30 raw features from 0.001 to 4000 would share one int8 scale and the small ones vanish: int8 with float
+    inputs keeps the in-graph scaling in float and passes; int8 inputs cannot, and the gate says so."""
     model, _ = mlp
     with pytest.raises(CheckFailedError, match="does not match its source 'mlp.keras'"):
         operations.quantize(model, "int8", output=tmp_path / "mlp_int8.tflite")
     assert not (tmp_path / "mlp_int8.tflite").exists()
+    tflite = operations.quantize(model, "int8-float-io", output=tmp_path / "mlp_int8f.tflite")
+    assert tflite.manifest.metrics["parity"]["top1_agreement"] >= 0.97
+    assert tflite.manifest.quantization["float_operators"] == 2  # Normalization's subtract and multiply
+    onnx_fp32 = operations.convert(model, "onnx", output=tmp_path / "mlp.onnx")
+    onnx_int8 = operations.quantize(onnx_fp32.path, "int8", output=tmp_path / "mlp_int8.onnx")
+    assert onnx_int8.manifest.metrics["parity"]["top1_agreement"] >= 0.97
     made = operations.quantize(model, "dynamic", output=tmp_path / "mlp_dynamic.tflite")
     assert made.manifest.metrics["parity"]["passed"] and made.precision == "dynamic"
+    with pytest.raises(CheckFailedError):  # the option is what makes the difference
+        operations.quantize(onnx_fp32.path, "int8", output=tmp_path / "mlp_all.onnx",
+                            options={"float_preprocessing": "false"})

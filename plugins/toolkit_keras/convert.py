@@ -61,12 +61,39 @@ def _tflite_ops(data: bytes) -> list[str]:
     return sorted({op["op_name"] for op in interp._get_ops_details()})
 
 
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
+
+
+def _preprocessing_nodes(saved: Path) -> list[str]:
+    """Names of the operators that come before the first weighted one in the float model (in-graph feature
+    scaling): quantizing them would squeeze raw features of very different ranges into one int8 scale."""
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # noqa: SLF001 - the converter's own way to name nodes
+    first = next((i for i, op in enumerate(ops) if op["op_name"] in WEIGHTED_OPS), 0)
+    return [names[t] for op in ops[:first] for t in op["outputs"]]
+
+
+def _convert_keeping_float(converter: Any, representative: Any, nodes: list[str]) -> bytes:
+    """Quantize everything but `nodes`, which stay float (TFLite's selective quantization)."""
+    import tensorflow as tf
+
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=representative,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes))
+    return debugger.get_nondebug_quantized_model()
+
+
 # TFLite post-training schemes: what the converter is told, and what the result is.
 TFLITE_SCHEMES = {
     "int8": "int8 inputs, outputs, activations (per tensor) and weights (per channel), calibrated; runs on LiteRT "
-            "(XNNPACK), Edge TPU after compilation, TFLite Micro",
+            "(XNNPACK), Edge TPU after compilation, TFLite Micro; raw features of very different ranges lose "
+            "precision at the int8 input (use int8-float-io)",
     "int8-float-io": "int8 activations and weights, calibrated, with float32 inputs and outputs (quantize and "
-                     "dequantize ops at the edges): a drop-in for the fp32 file",
+                     "dequantize ops at the edges; in-graph feature scaling stays float): a drop-in for the fp32 "
+                     "file",
     "int16x8": "int16 activations and int8 weights, calibrated, float32 inputs and outputs: closer to fp32 than "
                "int8 where activations have a wide range; LiteRT's reference kernels only (slow)",
     "dynamic": "int8 weights, float activations computed in int8 on the fly; no calibration data; LiteRT",
@@ -106,8 +133,11 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
         if scheme == "int8":
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+        kept_float = (_preprocessing_nodes(saved) if scheme in ("int8-float-io", "int16x8")
+                      and options.extra.get("float_preprocessing", True) else [])
         try:
-            data = converter.convert()
+            data = (_convert_keeping_float(converter, representative, kept_float) if kept_float
+                    else converter.convert())
         except Exception as e:
             lines = str(e).strip().splitlines() or [type(e).__name__]
             raise ConversionError(f"the TFLite converter failed: {lines[-1]}",
@@ -122,7 +152,8 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
         io = {"int8": "int8", "int8-float-io": "float32", "int16x8": "float32"}[scheme]
         activations = "int16 per-tensor" if scheme == "int16x8" else "int8 per-tensor"
         quantization = calibration_record(options, f"TFLite post-training quantization ({scheme})", io=io,
-                                          activations=activations, weights="int8 per-channel")
+                                          activations=activations, weights="int8 per-channel",
+                                          float_operators=len(kept_float))
     elif scheme is not None:
         quantization = {"scheme": scheme, "method": f"TFLite post-training quantization ({scheme})",
                         "weights": "float16" if scheme == "fp16" else "int8 per-channel",
@@ -148,6 +179,9 @@ class KerasTFLiteQuantizer(Quantizer):
     target_format = "tflite"
     schemes = tuple(TFLITE_SCHEMES)
     scheme_help = TFLITE_SCHEMES
+    options = (PluginOption("float_preprocessing", bool, True,
+                            "int8-float-io, int16x8: keep the operators before the first weighted layer (in-graph "
+                            "feature scaling) in float"),)
 
     def calibration_needed(self, scheme: str) -> bool:
         return scheme in CALIBRATED

@@ -31,6 +31,8 @@ class OrtStaticQuantizer(Quantizer):
         PluginOption("method", str, "minmax", "calibration method", CALIBRATION_METHODS),
         PluginOption("quant_format", str, "qdq", "graph form: QuantizeLinear/DequantizeLinear pairs around float "
                      "ops (qdq), or integer operators such as QLinearConv (qoperator)", ("qdq", "qoperator")),
+        PluginOption("float_preprocessing", bool, True, "keep the operators before the first Conv/MatMul/Gemm "
+                     "(in-graph feature scaling) in float"),
     )
 
     def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
@@ -61,7 +63,8 @@ class OrtStaticQuantizer(Quantizer):
             # skip_symbolic_shape: symbolic shape inference needs sympy, and these graphs have static shapes.
             quant_pre_process(str(source.path), str(pre), skip_symbolic_shape=True)
             form = QuantFormat.QOperator if extra.get("quant_format") == "qoperator" else QuantFormat.QDQ
-            quantize_static(str(pre), str(output), Reader(), quant_format=form,
+            kept_float = preprocessing_nodes(pre) if extra.get("float_preprocessing", True) else []
+            quantize_static(str(pre), str(output), Reader(), quant_format=form, nodes_to_exclude=kept_float,
                             activation_type=activations, weight_type=QuantType.QInt8,
                             per_channel=bool(extra.get("per_channel", True)), calibrate_method=method)
         form_name = "QOperator" if extra.get("quant_format") == "qoperator" else "QDQ"
@@ -71,6 +74,19 @@ class OrtStaticQuantizer(Quantizer):
                                     weights="int8 per-channel" if extra.get("per_channel", True) else "int8 per-tensor")
         return ConversionResult(precision="int8", quantization=record,
                                 versions=library_versions("onnxruntime", "onnx", "numpy"))
+
+
+WEIGHTED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
+
+
+def preprocessing_nodes(path: Path) -> list[str]:
+    """Names of the nodes before the first weighted one (ONNX graphs are in topological order): in-graph
+    feature scaling, which one int8 scale for raw features of very different ranges would ruin."""
+    import onnx
+
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
+    first = next((i for i, n in enumerate(nodes) if n.op_type in WEIGHTED_OPS), 0)
+    return [n.name for n in nodes[:first] if n.name]
 
 
 class OrtDynamicQuantizer(Quantizer):
