@@ -294,3 +294,23 @@ def test_working_files_of_a_command_killed_with_its_janitor_are_removed_by_the_n
                    env=work["env"])
     assert proc.returncode == 0, proc.stderr
     assert not partial.exists() and not scratch.exists() and other_host.exists()
+
+
+def test_external_data_outside_the_model_folder_is_never_read(tmp_path):
+    from onnx import TensorProto, helper
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 48)
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4, 3], data_location=TensorProto.EXTERNAL)
+    weight.external_data.add(key="location", value="../secret.bin")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "outside",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weight])
+    model = folder / "outside.onnx"
+    model.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    proc = run_cli("bench", str(model), "--backend", "reference", "--runs", "3")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("Error: outside.onnx on reference: initializer 'W' of 'outside.onnx' keeps its data "
+                                   "in '../secret.bin', outside the model's folder. Keep the data files beside the "
+                                   "model")

@@ -59,6 +59,10 @@ def _external_bytes(tensor: Any, path: Any) -> int:
         info = ExternalDataInfo(tensor)
         offset, length = int(info.offset or 0), info.length
         file = path.parent / info.location
+        folder = path.parent.resolve()
+        if info.location and folder not in file.resolve().parents:  # never read (or size up) files elsewhere
+            raise ModelFileError(f"{where} keeps its data in '{info.location}', outside the model's folder",
+                                 "Keep the data files beside the model")
         size = file.stat().st_size if info.location and file.is_file() else None
     except (ValueError, TypeError, OSError) as e:
         raise ModelFileError(f"{where} has malformed external data entries ({type(e).__name__})",
