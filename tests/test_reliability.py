@@ -314,3 +314,10 @@ def test_external_data_outside_the_model_folder_is_never_read(tmp_path):
     assert proc.stderr.strip() == ("Error: outside.onnx on reference: initializer 'W' of 'outside.onnx' keeps its data "
                                    "in '../secret.bin', outside the model's folder. Keep the data files beside the "
                                    "model")
+
+
+def test_an_output_ending_in_a_slash_is_refused_not_written_as_a_file(work):
+    proc = run_cli("quantize", str(work["model"]), "--scheme", "fake8", "--output", "some.onnx/", env=work["env"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("Error: Invalid value for '--output': 'some.onnx/' ends in a slash, so it names a "
+                                   "folder; name the file, e.g. some.onnx/model.onnx. See 'toolkit quantize --help'.")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import (echo_json, format_option, keep_failed_option, memory_limit_option, note, plugin_command,
-                      plugin_option, traceback_option)
+from .options import (OutputFile, echo_json, format_option, keep_failed_option, memory_limit_option, note,
+                      plugin_command, plugin_option, traceback_option)
 
 
 @plugin_command("convert", kinds=("converters",))
@@ -15,7 +15,7 @@ from .options import (echo_json, format_option, keep_failed_option, memory_limit
 @click.option("--to", "target", required=True, metavar="FORMAT",
               help="Target format: tflite or onnx (or one an installed plugin adds).")
 @click.option("--converter", metavar="NAME", help="Which converter, when several can do it (default: highest priority).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", type=OutputFile(),
               help="Output file (default: beside MODEL with the new extension).")
 @click.option("--dataset", metavar="NAME",
               help="Real data for the parity check (default: the dataset in MODEL's manifest).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -19,6 +20,20 @@ def _set_traceback(ctx: click.Context, param: click.Parameter, value: bool) -> N
 
 traceback_option = click.option("--traceback", is_flag=True, expose_value=False, is_eager=True,
                                 callback=_set_traceback, help="Show the full traceback of an error.")
+
+class OutputFile(click.Path):
+    """An output file path: like click.Path(dir_okay=False), and a name ending in a slash (a folder) is refused
+    instead of silently losing the slash."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.endswith(("/", os.sep)):
+            self.fail(f"'{value}' ends in a slash, so it names a folder; name the file, e.g. {value}model.onnx",
+                      param, ctx)
+        return super().convert(value, param, ctx)
+
 
 keep_failed_option = click.option(
     "--keep-failed", is_flag=True,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import (echo_json, format_option, keep_failed_option, memory_limit_option, note, plugin_command,
-                      plugin_option, traceback_option)
+from .options import (OutputFile, echo_json, format_option, keep_failed_option, memory_limit_option, note,
+                      plugin_command, plugin_option, traceback_option)
 
 
 def list_schemes(fmt: str) -> None:
@@ -47,7 +47,7 @@ def list_schemes(fmt: str) -> None:
 @click.option("--to", "target", metavar="FORMAT",
               help="Output format, when installed quantizers offer several for MODEL's format.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which calibration samples are drawn.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", type=OutputFile(),
               help="Output file (default: MODEL_SCHEME beside MODEL).")
 @plugin_option
 @keep_failed_option
