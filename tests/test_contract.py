@@ -269,6 +269,7 @@ def test_the_child_reports_its_own_peak_memory_not_the_parents(tiny):
     del ballast
 
 
+@pytest.mark.slow
 def test_code_beside_the_model_is_never_imported_by_a_child(tiny):
     (tiny.parent / "numpy.py").write_text("raise SystemExit('the numpy.py beside the model was imported')\n")
     (tiny.parent / "toolkit").mkdir()

@@ -87,6 +87,7 @@ def test_benchmark_children_end_in_a_result_or_one_line(few_cases):
     assert len(outcomes) == 12 and harness.counts(outcomes)[OK]
 
 
+@pytest.mark.slow
 def test_the_harness_reports_hangs_bugs_many_lines_and_crashes(tmp_path, monkeypatch):
     # Backends that misbehave on purpose: each must land in its class, or the fuzz tests could never fail.
     from toolkit.testing import tiny_onnx_model

@@ -130,6 +130,7 @@ def test_a_missing_output_folder_is_refused_before_any_work(work):
                                    f"not exist. Create it first: mkdir -p {work['folder'] / 'nowhere'}")
 
 
+@pytest.mark.slow
 def test_a_quantized_model_is_not_quantized_again(work):
     proc = run_cli("quantize", str(work["model"]), "--scheme", "int8", "--quantizer", "onnxruntime-qdq",
                    "--output", str(work["folder"] / "q.onnx"), env=work["env"])
@@ -165,6 +166,7 @@ def declares_16_gib_of_external_data(folder: Path) -> Path:
     return model
 
 
+@pytest.mark.slow
 def test_a_model_declaring_16_gib_of_external_data_fails_in_its_child_not_in_the_cli(tmp_path):
     import sys
 
@@ -243,12 +245,14 @@ def test_concurrent_commands_into_one_output_leave_a_manifest_that_describes_the
 
 @pytest.mark.parametrize("field, value, why", [
     ("extra", [], "its field 'extra' is list, not an object"),
-    ("extra", {"dataset": 5}, "its field 'extra.dataset' is not text"),
-    ("precision", ["int8"], "its field 'precision' is list, not text"),
-    ("inputs", [{"name": "x", "shape": [None, "x", -5, 1e300], "dtype": "float32"}],
-     "tensor 'x' has a shape that is not a list of sizes"),
-    ("metrics", {"parity": {"passed": "yes"}}, "its field 'metrics.parity' has no true/false 'passed'"),
-    ("seed", "0", "its field 'seed' is str, not an integer"),
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [
+        ("extra", {"dataset": 5}, "its field 'extra.dataset' is not text"),
+        ("precision", ["int8"], "its field 'precision' is list, not text"),
+        ("inputs", [{"name": "x", "shape": [None, "x", -5, 1e300], "dtype": "float32"}],
+         "tensor 'x' has a shape that is not a list of sizes"),
+        ("metrics", {"parity": {"passed": "yes"}}, "its field 'metrics.parity' has no true/false 'passed'"),
+        ("seed", "0", "its field 'seed' is str, not an integer"),
+    ]),
 ])
 def test_a_manifest_with_a_field_of_the_wrong_type_is_ignored_with_a_note(work, field, value, why):
     import json
@@ -276,6 +280,7 @@ def test_an_empty_pythonpath_entry_does_not_bring_the_current_folder_into_childr
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 def test_working_files_of_a_command_killed_with_its_janitor_are_removed_by_the_next_one(work):
     """An out-of-memory kill of a whole container takes the janitor too: the next command cleans up."""
     import tempfile
@@ -296,6 +301,7 @@ def test_working_files_of_a_command_killed_with_its_janitor_are_removed_by_the_n
     assert not partial.exists() and not scratch.exists() and other_host.exists()
 
 
+@pytest.mark.slow
 def test_external_data_outside_the_model_folder_is_never_read(tmp_path):
     from onnx import TensorProto, helper
 

@@ -37,7 +37,7 @@ MIN_DEFAULT_MEMORY_MB = 4096
 MAX_MEMORY_MB = 1 << 24  # 16 TiB: more is no limit at all, and overflows the kernel's limit
 # How native code reports an allocation the address-space limit refused.
 _OUT_OF_MEMORY = ("failed to map segment", "Cannot allocate memory", "pthread_create() failed", "bad_alloc",
-                  "std::bad_alloc", "Unable to allocate")
+                  "Unable to allocate")
 _FD_ENV = "TOOLKIT_CHILD_FD"
 SCRATCH_PREFIX = "toolkit-child-"
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}

@@ -67,7 +67,7 @@ _proc: subprocess.Popen | None = None
 _owner_pid: int | None = None
 
 
-def _pipe() -> IO[bytes] | None:
+def _pipe() -> IO[bytes]:
     """The janitor's stdin, starting it on first use (and again in a forked process, which needs its own)."""
     global _proc, _owner_pid
     if _proc is None or _owner_pid != os.getpid():
@@ -76,14 +76,13 @@ def _pipe() -> IO[bytes] | None:
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         _owner_pid = os.getpid()
         atexit.register(_stop)
+    assert _proc.stdin is not None
     return _proc.stdin
 
 
 def _send(op: str, arg: str | int) -> None:
     with _lock:
         pipe = _pipe()
-        if pipe is None:
-            return
         try:
             pipe.write(json.dumps([op, arg]).encode("utf-8") + b"\n")
             pipe.flush()

@@ -66,30 +66,6 @@ class FashionMNIST(Dataset):
         return (x.astype(np.float32) / 255.0)[..., None], y.astype(np.int64)
 
 
-class Digits(Dataset):
-    name = "digits"
-    description = "scikit-learn's handwritten digits: 1,797 grey 8x8 images of 0-9 (80/20 split, fixed)"
-    num_classes = 10
-    suggested_epochs = 12  # 1,437 training images: two epochs leave the CNN at about 77%
-
-    def available(self) -> Availability:
-        if importlib.util.find_spec("sklearn") is None:
-            return Availability(False, "scikit-learn is not installed", "keras")
-        return Availability(True)
-
-    @lru_cache(maxsize=2)
-    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        _check_split(self.name, split)
-        self.require_available()
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        x = (bunch.images.astype(np.float32) / 16.0)[..., None]
-        y = bunch.target.astype(np.int64)
-        idx = _fixed_split(len(x), split)  # a fixed shuffle, the same everywhere
-        return x[idx], y[idx]
-
-
 def _fixed_split(n: int, split: str, test_fraction: float = 0.2) -> np.ndarray:
     """Indices of a fixed, seeded train/test split: the same on every machine."""
     order = np.random.default_rng(0).permutation(n)
@@ -97,7 +73,41 @@ def _fixed_split(n: int, split: str, test_fraction: float = 0.2) -> np.ndarray:
     return order[:cut] if split == "train" else order[cut:]
 
 
-class BreastCancer(Dataset):
+class SklearnDataset(Dataset):
+    """A dataset that ships with scikit-learn, split 80/20 by a fixed shuffle."""
+
+    def available(self) -> Availability:
+        if importlib.util.find_spec("sklearn") is None:
+            return Availability(False, "scikit-learn is not installed", "keras")
+        return Availability(True)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every sample as the model takes it, and its label."""
+        raise NotImplementedError
+
+    @lru_cache(maxsize=2)
+    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        _check_split(self.name, split)
+        self.require_available()
+        x, y = self.arrays()
+        idx = _fixed_split(len(x), split)
+        return x[idx], y[idx]
+
+
+class Digits(SklearnDataset):
+    name = "digits"
+    description = "scikit-learn's handwritten digits: 1,797 grey 8x8 images of 0-9 (80/20 split, fixed)"
+    num_classes = 10
+    suggested_epochs = 12  # 1,437 training images: two epochs leave the CNN at about 77%
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return (bunch.images.astype(np.float32) / 16.0)[..., None], bunch.target.astype(np.int64)
+
+
+class BreastCancer(SklearnDataset):
     name = "breast-cancer"
     description = ("scikit-learn's Wisconsin breast-cancer diagnosis: 569 tumours, 30 raw measurements each, "
                    "malignant (0) or benign (1) (80/20 split, fixed)")
@@ -105,21 +115,12 @@ class BreastCancer(Dataset):
     class_names = ("malignant", "benign")
     suggested_epochs = 40  # 455 training rows: a few hundred small steps
 
-    def available(self) -> Availability:
-        if importlib.util.find_spec("sklearn") is None:
-            return Availability(False, "scikit-learn is not installed", "keras")
-        return Availability(True)
-
-    @lru_cache(maxsize=2)
-    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        _check_split(self.name, split)
-        self.require_available()
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_breast_cancer
 
         bunch = load_breast_cancer()
-        idx = _fixed_split(len(bunch.data), split)
         # Raw measurements, unscaled: the model scales them itself, so a device feeds what it measures.
-        return bunch.data[idx].astype(np.float32), bunch.target[idx].astype(np.int64)
+        return bunch.data.astype(np.float32), bunch.target.astype(np.int64)
 
 
 class Cifar10(Dataset):

@@ -5,8 +5,9 @@ quantization were slower than fp32. Options (-o) choose another layout or calibr
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -38,7 +39,6 @@ class OrtStaticQuantizer(Quantizer):
     def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
-        from onnxruntime.quantization.shape_inference import quant_pre_process
 
         inputs, _ = model_format("onnx").read_specs(source.path)
         feeds = _calibration_feeds(options, inputs)
@@ -58,22 +58,31 @@ class OrtStaticQuantizer(Quantizer):
         activations = QuantType.QUInt8 if extra.get("activations", "uint8") == "uint8" else QuantType.QInt8
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[extra.get("method", "minmax")]
-        with tempfile.TemporaryDirectory() as tmp:
-            pre = Path(tmp) / "pre.onnx"
-            # skip_symbolic_shape: symbolic shape inference needs sympy, and these graphs have static shapes.
-            quant_pre_process(str(source.path), str(pre), skip_symbolic_shape=True)
-            form = QuantFormat.QOperator if extra.get("quant_format") == "qoperator" else QuantFormat.QDQ
+        form = QuantFormat.QOperator if extra.get("quant_format") == "qoperator" else QuantFormat.QDQ
+        with _preprocessed(source.path) as pre:
             kept_float = preprocessing_nodes(pre) if extra.get("float_preprocessing", True) else []
             quantize_static(str(pre), str(output), Reader(), quant_format=form, nodes_to_exclude=kept_float,
                             activation_type=activations, weight_type=QuantType.QInt8,
                             per_channel=bool(extra.get("per_channel", True)), calibrate_method=method)
-        form_name = "QOperator" if extra.get("quant_format") == "qoperator" else "QDQ"
-        record = calibration_record(options, f"onnxruntime static {form_name}, {extra.get('method', 'minmax')} "
+        record = calibration_record(options, f"onnxruntime static {form.name}, {extra.get('method', 'minmax')} "
                                     "calibration",
                                     activations=f"{extra.get('activations', 'uint8')} per-tensor",
                                     weights="int8 per-channel" if extra.get("per_channel", True) else "int8 per-tensor")
         return ConversionResult(precision="int8", quantization=record,
                                 versions=library_versions("onnxruntime", "onnx", "numpy"))
+
+
+@contextmanager
+def _preprocessed(path: Path) -> Iterator[Path]:
+    """The model after ONNX Runtime's pre-processing for quantization (shape inference, graph clean-up), in a
+    temporary folder for the length of the block."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        # skip_symbolic_shape: symbolic shape inference needs sympy, and these graphs have static shapes.
+        quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
+        yield pre
 
 
 WEIGHTED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
@@ -103,13 +112,10 @@ class OrtDynamicQuantizer(Quantizer):
 
     def quantize(self, source: Artifact, output: Path, scheme: str, options: ConversionOptions) -> ConversionResult:
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        from onnxruntime.quantization.shape_inference import quant_pre_process
 
         extra = options.extra
         weights = QuantType.QUInt8 if extra.get("weights") == "uint8" else QuantType.QInt8
-        with tempfile.TemporaryDirectory() as tmp:
-            pre = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(source.path), str(pre), skip_symbolic_shape=True)
+        with _preprocessed(source.path) as pre:
             quantize_dynamic(str(pre), str(output), weight_type=weights,
                              per_channel=bool(extra.get("per_channel", False)))
         record = {"scheme": "dynamic", "method": "onnxruntime dynamic quantization",

@@ -137,14 +137,13 @@ class TFLiteBackend(Backend):
         constants = {t for op in model for t in op["inputs"] if t >= 0 and t not in produced and t not in graph_inputs}
         delegated = _delegated(ops, model)
         shape = lambda t: [max(1, int(d)) for d in tensors[t]["shape"]] if t in tensors else []  # noqa: E731
+        count = lambda some: dict(sorted(collections.Counter(op["op_name"] for op in some).items()))  # noqa: E731
         return {
-            "ops": dict(sorted(collections.Counter(op["op_name"] for op in model).items())),
+            "ops": count(model),
             "parameters": int(sum(math.prod(shape(t)) for t in constants)),
             "macs": int(sum(_macs(op, shape) for op in model)),
-            "delegated": dict(sorted(collections.Counter(model_op["op_name"] for model_op in model
-                                                         if model_op["index"] in delegated).items())),
-            "not_delegated": dict(sorted(collections.Counter(model_op["op_name"] for model_op in model
-                                                             if model_op["index"] not in delegated).items())),
+            "delegated": count(op for op in model if op["index"] in delegated),
+            "not_delegated": count(op for op in model if op["index"] not in delegated),
         }
 
 
