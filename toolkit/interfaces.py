@@ -152,6 +152,12 @@ class TrainingResult:
     outputs: list[TensorSpec]
     metrics: dict[str, Any] = field(default_factory=dict)  # accuracy or mae/rmse on the test split, history...
     versions: dict[str, str] = field(default_factory=dict)
+    # What a device needs to feed the model, kept in the manifest's extra and in every artifact made from it
+    # (e.g. "tokenizer" settings, "features" with their categories).
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Text files that travel beside the model and every artifact made from it, by suffix: {".vocab.txt": "..."}
+    # is published as MODEL.keras.vocab.txt, then cnn.tflite.vocab.txt, each checked by sha256 in the manifest.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- conversion

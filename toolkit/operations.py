@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from .options import resolve_options
 from .specs import TensorSpec, specs_from_dicts
 
 VERIFY_SAMPLES = 500
+# What a derived artifact keeps from its source's manifest: the training data, and what a device needs to feed it
+# (the tokenizer's settings, the features and their categories, the files beside the model).
+KEPT_EXTRA = ("dataset", "num_classes", "tokenizer", "features", "files")
 
 
 @dataclass
@@ -174,6 +178,7 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
              dataset: str | None, keep_failed: bool) -> Artifact:
     """Run the step into a working path, build the manifest, check parity, then move file and manifest in place."""
     item = choice.item
+    companions = companion_files(source)
     with janitor.temporary(_working_path(output)) as work:
         try:
             made = run_in_child("toolkit.operations:step_in_child", kind=kind, name=item.name,
@@ -210,8 +215,31 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
                     f"{_parity_text(parity)} (needs {parity['rule']})", hint)
         with publishing(output.parent):
             os.replace(work, output)
+            for suffix, data in companions.items():
+                atomic.write_bytes(output.with_name(output.name + suffix), data)
             atomic.write_json(manifest_path(output), manifest.to_dict())
     return Artifact(output, manifest, format_name=made["format"])
+
+
+def companion_files(source: Artifact) -> dict[str, bytes]:
+    """The files that travel beside `source` (a vocabulary...), as its manifest lists them, each checked."""
+    listed = source.manifest.extra.get("files", {}) if source.manifest else {}
+    out = {}
+    for suffix, digest in (listed.items() if isinstance(listed, dict) else ()):
+        if not re.fullmatch(r"\.[A-Za-z0-9][A-Za-z0-9._-]{0,40}", str(suffix)):
+            raise UsageError(f"the manifest of '{source.path.name}' lists a companion file '{str(suffix)[:60]}' that "
+                             "is not a file suffix like .vocab.txt", "Make the artifact again")
+        path = source.path.with_name(source.path.name + str(suffix))
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise UsageError(f"'{path.name}', which belongs with '{source.path.name}', is missing or unreadable",
+                             "Copy it from the folder the model was made in") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise UsageError(f"'{path.name}' is not the file '{source.path.name}' was made with (sha256 differs)",
+                             "Copy the right one from the folder the model was made in")
+        out[str(suffix)] = data
+    return out
 
 
 def publishing(folder: Path) -> ContextManager[None]:
@@ -239,7 +267,7 @@ def _derived_manifest(source: Artifact, output: Path, work: Path, made: dict[str
     """The manifest of an artifact made from `source`: it points back at the source by name and sha256, and
     keeps what the source knew about its training data and task."""
     src = source.manifest
-    kept = {k: v for k, v in (src.extra if src else {}).items() if k in ("dataset", "num_classes")}
+    kept = {k: v for k, v in (src.extra if src else {}).items() if k in KEPT_EXTRA}
     return Manifest(
         file=output.name,
         format=made["format"],
@@ -333,6 +361,9 @@ def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
     regs = plugins.registries()
     family = regs.models.get(model)
     regs.datasets.get(dataset).require_available()
+    given = options.pop("model_options", None) or {}
+    if given or family.options:  # checked here, in the parent: an unknown option is one line before any work
+        options["model_options"] = resolve_options(family, given)
     output_dir = Path(output_dir)
     output = output_dir / f"{model}{formats.suffix_of(family.format)}"
     if output_dir.exists() and not output_dir.is_dir():
@@ -366,18 +397,23 @@ def _train_into(output_dir: Path, output: Path, family: Any, model: str, dataset
             raise UsageError(f"model {model} reported success but saved nothing", "Report it to the plugin's author")
         metrics = made["metrics"]
         headline = {k: metrics[k] for k in ("accuracy", "mae", "rmse") if k in metrics}
+        data = regs.datasets.get(dataset)
+        files = {suffix: text.encode("utf-8") for suffix, text in made.get("files", {}).items()}
         manifest = Manifest(
             file=output.name, format=family.format, precision="fp32", sha256=sha256_file(work), model=model,
-            task=family.task, inputs=specs_from_dicts(made["inputs"]), outputs=specs_from_dicts(made["outputs"]),
+            task=data.task, inputs=specs_from_dicts(made["inputs"]), outputs=specs_from_dicts(made["outputs"]),
             producer={"plugin": regs.models.owner(model), "model": model, "plugin_version":
                       _plugin_version(regs.models.owner(model))},
             versions={**library_versions("edge-toolkit"), **made.get("versions", {})},
             seed=options.get("seed"),
             metrics={**headline, "dataset": dataset},
-            extra={"dataset": dataset, "num_classes": regs.datasets.get(dataset).num_classes},
+            extra={**made.get("extra", {}), "dataset": dataset, "num_classes": data.num_classes,
+                   **({"files": {s: hashlib.sha256(b).hexdigest() for s, b in files.items()}} if files else {})},
         )
         with publishing(output_dir):
             os.replace(work, output)
+            for suffix, blob in files.items():
+                atomic.write_bytes(output.with_name(output.name + suffix), blob)
             atomic.write_json(manifest_path(output), manifest.to_dict())
             atomic.write_json(output_dir / "metrics.json", metrics)
     return Artifact(output, manifest, format_name=family.format), metrics

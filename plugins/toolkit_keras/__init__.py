@@ -1,4 +1,4 @@
-"""Built-in plugin: Keras/TensorFlow. Model zoo (cnn, mlp), datasets, training, Keras->TFLite (fp32 and post-training
+"""Built-in plugin: Keras/TensorFlow. Model zoo (cnn, mlp, lstm, transformer), datasets, training, Keras->TFLite (fp32 and post-training
 quantization schemes), Keras->ONNX.
 
 Registering imports no TensorFlow: the classes import it when they do their work.
@@ -8,14 +8,16 @@ from toolkit.api import hookimpl
 
 from .backend import KerasBackend
 from .convert import KerasTFLiteQuantizer, KerasToONNX, KerasToTFLite
-from .datasets import BreastCancer, Cifar10, Digits, FashionMNIST
-from .models import CifarCNN, TabularMLP
+from .datasets import CO2, IMDB, BreastCancer, Cifar10, Digits, FashionMNIST, FineFoods, GermanCredit
+from .models import CifarCNN, RecurrentModel, TabularMLP, TransformerEncoder
 
 
 @hookimpl
 def register_models(register):
     register(CifarCNN())
     register(TabularMLP())
+    register(RecurrentModel())
+    register(TransformerEncoder())
 
 
 @hookimpl
@@ -24,6 +26,10 @@ def register_datasets(register):
     register(Digits())
     register(Cifar10())
     register(BreastCancer())
+    register(GermanCredit())
+    register(CO2())
+    register(FineFoods())
+    register(IMDB())
 
 
 @hookimpl

