@@ -175,7 +175,7 @@ def _refuse_quantized(path: Path, precision: str | None) -> None:
 
 def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: str | None,
              calibration: str | None, samples: int, seed: int, extra: dict[str, Any], verify: bool,
-             dataset: str | None, keep_failed: bool) -> Artifact:
+             dataset: str | None, keep_failed: bool, on_note: Callable[[str], None] | None) -> Artifact:
     """Run the step into a working path, build the manifest, check parity, then move file and manifest in place."""
     item = choice.item
     companions = companion_files(source)
@@ -188,6 +188,8 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
             e.message = f"{source.path.name} -> {output.name} ({_role(kind)} {item.name}): {e.message}"
             raise
         result = ConversionResult.from_dict(made["result"])
+        for text in result.details.get("notes", []) if on_note else ():
+            on_note(str(text))  # type: ignore[misc]  # what the plugin chose for the user (e.g. unrolled an LSTM)
         regs = plugins.registries()
         owner = (regs.converters if kind == "convert" else regs.quantizers).owner(item.name)
         manifest = _derived_manifest(source, output, work, made, result, kind, item.name, owner, seed, extra)
@@ -309,7 +311,7 @@ def convert(source_path: str | Path, to: str, output: str | Path | None = None, 
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     if dataset:
         plugins.registries().datasets.get(dataset)
-    return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset, keep_failed)
+    return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset, keep_failed, on_note)
 
 
 def _open_source(path: str | Path, on_note: Callable[[str], None] | None) -> Artifact:
@@ -350,7 +352,8 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
         plugins.registries().datasets.get(calibration)  # an unknown name fails here, with a suggestion
     if out.exists() and on_note:
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
-    return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None, keep_failed)
+    return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None,
+                    keep_failed, on_note)
 
 
 def train(model: str, dataset: str, epochs: int, output_dir: str | Path,

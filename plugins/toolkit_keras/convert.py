@@ -51,6 +51,45 @@ def load_keras(path: Path) -> Any:
                          "Check it is a .keras file saved by Keras 3") from None
 
 
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN")
+
+
+def unrolled_for_tflite(model: Any) -> tuple[Any, str | None]:
+    """The model with every recurrent layer unrolled over its fixed number of steps, and a note saying so; the
+    model itself when it has none. TFLite's builtin operators have no dynamic-batch TensorList (a looping LSTM
+    either fails to convert or needs Flex ops no device runs); unrolled, the LSTM is plain builtin arithmetic."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("class_name") in RECURRENT_LAYERS and isinstance(node.get("config"), dict) \
+                    and not node["config"].get("unroll"):
+                node["config"]["unroll"] = True
+                found.append(node["config"].get("name", node["class_name"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    config = model.get_config()
+    walk(config)
+    if not found:
+        return model, None
+    steps = [d for t in model.inputs for d in tuple(t.shape)[1:2]]
+    if any(d is None for d in steps):
+        raise ConversionError(f"the recurrent layers ({', '.join(found)}) run over a sequence of no fixed length, "
+                              "and TFLite can only convert them unrolled over a fixed one",
+                              "Give the model's input a fixed number of steps, e.g. keras.Input(shape=(64,))")
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    for layer in clone.layers:  # as Keras' own loader does: Normalization recomputes its mean and variance
+        if hasattr(layer, "finalize_state"):
+            layer.finalize_state()
+    return clone, (f"unrolled {', '.join(found)} over {steps[0]} steps for TFLite: a looping recurrent layer "
+                   "needs TensorList ops that TFLite's builtins do not have")
+
+
 def export_saved_model(model: Any, folder: Path) -> None:
     """A SavedModel with a fixed input signature (batch dimension left dynamic)."""
     model.export(str(folder), format="tf_saved_model", verbose=False)
@@ -67,15 +106,22 @@ WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL
 
 
 def _preprocessing_nodes(saved: Path) -> list[str]:
-    """Names of the operators that come before the first weighted one in the float model (in-graph feature
-    scaling): quantizing them would squeeze raw features of very different ranges into one int8 scale."""
+    """Names of the operators on the model's raw-value path, which stay float: every one that takes the model's
+    input, or another raw-value operator's output, without a weighted layer in between (in-graph feature scaling,
+    one-hot of categories, a forecast's last value and the sum that adds the predicted change to it). Quantized,
+    raw values of very different ranges would share one int8 scale, and a level outside the calibration data's
+    range (a rising series) would be clipped."""
     import tensorflow as tf
 
     interp = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
     names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
-    ops = interp._get_ops_details()  # noqa: SLF001 - the converter's own way to name nodes
-    first = next((i for i, op in enumerate(ops) if op["op_name"] in WEIGHTED_OPS), 0)
-    return [names[t] for op in ops[:first] for t in op["outputs"]]
+    raw = {d["index"] for d in interp.get_input_details()}
+    kept = []
+    for op in interp._get_ops_details():  # noqa: SLF001 - the converter's own way to name nodes, in order
+        if op["op_name"] not in WEIGHTED_OPS and raw.intersection(op["inputs"]):
+            raw.update(op["outputs"])
+            kept.extend(names[t] for t in op["outputs"])
+    return kept
 
 
 def _convert_keeping_float(converter: Any, representative: Any, nodes: list[str]) -> bytes:
@@ -90,9 +136,10 @@ def _convert_keeping_float(converter: Any, representative: Any, nodes: list[str]
 
 # TFLite post-training schemes: what the converter is told, and what the result is.
 TFLITE_SCHEMES = {
-    "int8": "int8 inputs, outputs, activations (per tensor) and weights (per channel), calibrated; runs on LiteRT "
-            "(XNNPACK), Edge TPU after compilation, TFLite Micro; raw features of very different ranges lose "
-            "precision at the int8 input (use int8-float-io)",
+    "int8": "int8 activations (per tensor) and weights (per channel), calibrated; int8 inputs and outputs where "
+            "the model feeds its input straight to a weighted layer (images), else the model's own input type with "
+            "its in-graph feature scaling kept float; runs on LiteRT (XNNPACK), Edge TPU after compilation, TFLite "
+            "Micro",
     "int8-float-io": "int8 activations and weights, calibrated, with float32 inputs and outputs (quantize and "
                      "dequantize ops at the edges; in-graph feature scaling stays float): a drop-in for the fp32 "
                      "file",
@@ -109,7 +156,13 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
     """`scheme` None converts to fp32; otherwise one of TFLITE_SCHEMES."""
     import tensorflow as tf
 
-    model = load_keras(source.path)
+    notes: list[str] = []
+
+    model, unrolled = unrolled_for_tflite(load_keras(source.path))
+    if unrolled:
+        notes.append(unrolled)
+    spec = model.inputs[0]
+    float_input = "float" in str(getattr(spec.dtype, "name", spec.dtype))
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "saved_model"
         export_saved_model(model, saved)
@@ -121,22 +174,29 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
         if scheme == "fp16":
             converter.target_spec.supported_types = [tf.float16]
         if scheme in CALIBRATED:
-            calib = checked_calibration(options, TensorSpec(model.inputs[0].name, tuple(model.inputs[0].shape),
-                                                            "float32"))
+            dtype = "float32" if float_input else str(getattr(spec.dtype, "name", spec.dtype))
+            calib = checked_calibration(options, TensorSpec(spec.name, tuple(spec.shape), dtype))
 
             def representative() -> Iterator[list[np.ndarray]]:
                 for i in range(len(calib)):
-                    yield [calib[i:i + 1].astype(np.float32)]
+                    yield [calib[i:i + 1].astype(dtype)]
 
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if scheme == "int16x8"
                 else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if scheme == "int8":
+        kept_float = (_preprocessing_nodes(saved) if scheme in CALIBRATED and float_input
+                      and options.extra.get("float_preprocessing", True) else [])
+        # int8 I/O where the model's input is a plain float tensor fed straight to a weighted layer (images);
+        # a model that scales raw features or embeds token ids in the graph keeps its float or integer input.
+        int8_io = scheme == "int8" and float_input and not kept_float
+        if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        kept_float = (_preprocessing_nodes(saved) if scheme in ("int8-float-io", "int16x8")
-                      and options.extra.get("float_preprocessing", True) else [])
+        elif scheme == "int8":
+            notes.append("int8 kernels with the model's own input and output types: "
+                         + ("its input is token ids" if not float_input else
+                            "its first operators scale raw features, which int8 inputs would squeeze into one scale"))
         try:
             data = (_convert_keeping_float(converter, representative, kept_float) if kept_float
                     else converter.convert())
@@ -147,11 +207,12 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
     flex = [op for op in _tflite_ops(data) if op.startswith("Flex")]
     if flex:
         raise CheckFailedError(f"the converted model needs TensorFlow Flex ops ({', '.join(flex)}) that no "
-                               "TFLite runtime here can run", "Change the model (e.g. unroll=True for an LSTM)")
+                               "TFLite runtime here can run", "Replace the layers that make them with ones TFLite "
+                               "has builtin operators for")
     output.write_bytes(data)  # a working path: the core checks it before it gets its final name
     quantization = None
     if scheme in CALIBRATED:
-        io = {"int8": "int8", "int8-float-io": "float32", "int16x8": "float32"}[scheme]
+        io = "int8" if int8_io else "float32" if float_input else "model's own (integer input)"
         activations = "int16 per-tensor" if scheme == "int16x8" else "int8 per-tensor"
         quantization = calibration_record(options, f"TFLite post-training quantization ({scheme})", io=io,
                                           activations=activations, weights="int8 per-channel",
@@ -161,7 +222,7 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
                         "weights": "float16" if scheme == "fp16" else "int8 per-channel",
                         "activations": "float32", "calibration": None}
     return ConversionResult(precision=PRECISION.get(scheme or "", "fp32"), quantization=quantization,
-                            versions=library_versions(*KERAS_LIBS))
+                            versions=library_versions(*KERAS_LIBS), details={"notes": notes} if notes else {})
 
 
 class KerasToTFLite(Converter):
