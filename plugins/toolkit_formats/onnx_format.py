@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from toolkit.api import Availability, ModelFileError, ModelFormat, TensorSpec
+from toolkit.api import Availability, ModelFileError, ModelFormat, Quantization, TensorSpec
 
 from .parse_once import parse_once
 
@@ -73,9 +73,59 @@ def specs_of(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
         dims = tt.shape.dim
         shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
         names = tuple(d.dim_param if d.HasField("dim_param") else None for d in dims)
-        return TensorSpec(vi.name, shape, dtype, None, names if any(names) else ())
+        quant = edge_quantization(model, vi.name) if dtype in ("int8", "uint8", "int16", "uint16") else None
+        return TensorSpec(vi.name, shape, dtype, quant, names if any(names) else ())
 
     return ([spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output])
+
+
+LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten")
+
+
+def edge_quantization(model: Any, name: str) -> Quantization | None:
+    """The scale and zero point of an integer graph input that only feeds DequantizeLinear nodes, or of an integer
+    output that a QuantizeLinear makes (a converted int8 TFLite file): the graph's own constants, per tensor."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    consts = {n.output[0]: n.attribute[0].t for n in model.graph.node
+              if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+    def users(tensor: str) -> list[Any]:
+        return [n for n in model.graph.node if tensor in n.input]
+
+    def makers(tensor: str) -> list[Any]:
+        return [n for n in model.graph.node if tensor in n.output]
+
+    edge: list[Any] = []
+    tensor, seen = name, 0
+    while not edge and seen < 8:  # through layout-only operators (tf2onnx reshapes an int8 input first)
+        after = users(tensor)
+        if len(after) == 1 and after[0].op_type in LAYOUT_OPS and after[0].input[0] == tensor:
+            tensor, seen = after[0].output[0], seen + 1
+            continue
+        if after and all(n.op_type == "DequantizeLinear" and n.input[0] == tensor for n in after):
+            edge = after
+        break
+    tensor, seen = name, 0
+    while not edge and seen < 8:
+        before = makers(tensor)
+        if len(before) == 1 and before[0].op_type in LAYOUT_OPS:
+            tensor, seen = before[0].input[0], seen + 1
+            continue
+        edge = [n for n in before if n.op_type == "QuantizeLinear"]
+        break
+    if not edge or len(edge[0].input) < 3:
+        return None
+    values = []
+    for arg in edge[0].input[1:3]:
+        tensor = inits.get(arg) or consts.get(arg)
+        if tensor is None:
+            return None
+        values.append(numpy_helper.to_array(tensor).reshape(-1))
+    scale, zero = values
+    if scale.size != 1 or zero.size != 1:
+        return None
+    return Quantization((float(scale[0]),), (int(zero[0]),))
 
 
 class OnnxFormat(ModelFormat):

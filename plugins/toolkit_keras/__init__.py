@@ -7,7 +7,7 @@ Registering imports no TensorFlow: the classes import it when they do their work
 from toolkit.api import hookimpl
 
 from .backend import KerasBackend
-from .convert import KerasTFLiteQuantizer, KerasToONNX, KerasToTFLite
+from .convert import KerasTFLiteQuantizer, KerasToONNX, KerasToTFLite, TFLiteToONNX
 from .datasets import CO2, IMDB, BreastCancer, Cifar10, Digits, FashionMNIST, FineFoods, GermanCredit
 from .models import CifarCNN, RecurrentModel, TabularMLP, TransformerEncoder
 
@@ -36,6 +36,7 @@ def register_datasets(register):
 def register_converters(register):
     register(KerasToTFLite())
     register(KerasToONNX())
+    register(TFLiteToONNX())
 
 
 @hookimpl

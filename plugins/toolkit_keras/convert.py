@@ -16,7 +16,7 @@ import numpy as np
 
 from toolkit.api import (Artifact, CheckFailedError, ConversionError, ConversionOptions, ConversionResult, Converter,
                          ModelFileError, PluginOption, Quantizer, TensorSpec, UsageError, calibration_record,
-                         checked_calibration, first_line, library_versions)
+                         checked_calibration, first_line, library_versions, read_specs)
 
 from .train import KERAS_LIBS
 
@@ -90,9 +90,15 @@ def unrolled_for_tflite(model: Any) -> tuple[Any, str | None]:
                    "needs TensorList ops that TFLite's builtins do not have")
 
 
-def export_saved_model(model: Any, folder: Path) -> None:
-    """A SavedModel with a fixed input signature (batch dimension left dynamic)."""
-    model.export(str(folder), format="tf_saved_model", verbose=False)
+def export_saved_model(model: Any, folder: Path, batch: int = 0) -> None:
+    """A SavedModel with a fixed input signature: the batch dimension dynamic, or `batch` when given."""
+    signature = None
+    if batch:
+        import tensorflow as tf
+
+        signature = [tf.TensorSpec((batch, *tuple(t.shape)[1:]), t.dtype, name=t.name.split(":")[0])
+                     for t in model.inputs]
+    model.export(str(folder), format="tf_saved_model", verbose=False, input_signature=signature)
 
 
 def _tflite_ops(data: bytes) -> list[str]:
@@ -163,12 +169,19 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
         notes.append(unrolled)
     spec = model.inputs[0]
     float_input = "float" in str(getattr(spec.dtype, "name", spec.dtype))
+    if scheme == "int16x8" and not float_input:
+        raise UsageError(f"int16x8 needs float inputs, and '{source.path.name}' takes {spec.dtype} (token ids): "
+                         "TFLite's 16x8 mode has no integer-input embedding kernels",
+                         "Use --scheme int8 or dynamic for this model")
+    allow_flex = bool(options.extra.get("allow_flex", False))
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "saved_model"
-        export_saved_model(model, saved)
+        export_saved_model(model, saved, int(options.extra.get("batch", 0)))
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         # Set explicitly: a default that lets SELECT_TF_OPS in makes Flex ops no runtime here can run.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if allow_flex:
+            converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
         if scheme is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if scheme == "fp16":
@@ -184,7 +197,7 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if scheme == "int16x8"
-                else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                else tf.lite.OpsSet.TFLITE_BUILTINS_INT8, *([tf.lite.OpsSet.SELECT_TF_OPS] if allow_flex else [])]
         kept_float = (_preprocessing_nodes(saved) if scheme in CALIBRATED and float_input
                       and options.extra.get("float_preprocessing", True) else [])
         # int8 I/O where the model's input is a plain float tensor fed straight to a weighted layer (images);
@@ -205,10 +218,13 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
             raise ConversionError(f"the TFLite converter failed: {lines[-1]}",
                                   "Check that every layer has a TFLite builtin op; --traceback shows its log") from e
     flex = [op for op in _tflite_ops(data) if op.startswith("Flex")]
-    if flex:
+    if flex and allow_flex:
+        notes.append(f"the file needs TensorFlow Flex ops ({', '.join(flex)}): only a TFLite runtime linked with "
+                     "the Flex delegate (full TensorFlow) can run it")
+    elif flex:
         raise CheckFailedError(f"the converted model needs TensorFlow Flex ops ({', '.join(flex)}) that no "
-                               "TFLite runtime here can run", "Replace the layers that make them with ones TFLite "
-                               "has builtin operators for")
+                               "TFLite runtime on a device can run", "Replace the layers that make them with ones "
+                               "TFLite has builtin operators for (or -o allow_flex=true, for a runtime with Flex)")
     output.write_bytes(data)  # a working path: the core checks it before it gets its final name
     quantization = None
     if scheme in CALIBRATED:
@@ -225,11 +241,17 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
                             versions=library_versions(*KERAS_LIBS), details={"notes": notes} if notes else {})
 
 
+BATCH_OPTION = PluginOption("batch", int, 0, "a fixed batch size for the file's inputs (0: any batch size)")
+FLEX_OPTION = PluginOption("allow_flex", bool, False, "allow TensorFlow Flex (SELECT_TF_OPS) operators, which only "
+                           "a TFLite runtime linked with full TensorFlow can run")
+
+
 class KerasToTFLite(Converter):
     name = "keras-tflite"
     source_format = "keras"
     target_format = "tflite"
     precisions = ("fp32",)
+    options = (BATCH_OPTION, FLEX_OPTION)
 
     def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> ConversionResult:
         return _to_tflite(source, output, options, None)
@@ -243,8 +265,9 @@ class KerasTFLiteQuantizer(Quantizer):
     schemes = tuple(TFLITE_SCHEMES)
     scheme_help = TFLITE_SCHEMES
     options = (PluginOption("float_preprocessing", bool, True,
-                            "int8-float-io, int16x8: keep the operators before the first weighted layer (in-graph "
-                            "feature scaling) in float"),)
+                            "int8, int8-float-io, int16x8: keep the raw-value path (operators that take the float "
+                            "input before any weighted layer: in-graph feature scaling) in float"),
+               BATCH_OPTION, FLEX_OPTION)
 
     def calibration_needed(self, scheme: str) -> bool:
         return scheme in CALIBRATED
@@ -253,30 +276,72 @@ class KerasTFLiteQuantizer(Quantizer):
         return _to_tflite(source, output, options, scheme)
 
 
+def _tf2onnx(args: list[str], output: Path, opset: int) -> None:
+    """Run tf2onnx's command line on `args` (its input), writing `output`."""
+    proc = subprocess.run(
+        [sys.executable, "-P", "-m", "tf2onnx.convert", *args, "--output", str(output), "--opset", str(opset)],
+        # Safe-path mode: a tf2onnx.py or tensorflow/ in the user's folder is never imported.
+        capture_output=True, text=True)
+    if proc.returncode != 0 or not output.exists():
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        # Chained, so --traceback shows the converter's own log.
+        raise ConversionError(f"tf2onnx failed: {lines[-1] if lines else proc.returncode}",
+                              "Run with --traceback for the converter's log") \
+            from RuntimeError("tf2onnx output:\n" + proc.stderr[-8000:])
+
+
+def check_graph_inputs(path: Path, expected: list[str]) -> None:
+    """An exported graph must take exactly the model's inputs: exporters can turn constants into extra inputs that
+    a device would have to feed (and could not know)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    names = [i.name for i in graph.input if i.name not in inits]
+    if len(names) != len(expected):
+        stray = names[len(expected):] if len(names) > len(expected) else names
+        raise ConversionError(f"the exported ONNX graph takes {len(names)} inputs ({', '.join(names[:5])}), the "
+                              f"model {len(expected)} ({', '.join(expected)}); stray: {', '.join(stray[:5])}",
+                              "Report it with --traceback; the converter turned something into an input")
+
+
 class KerasToONNX(Converter):
     name = "keras-onnx"
     source_format = "keras"
     target_format = "onnx"
     precisions = ("fp32",)
-    options = (PluginOption("opset", int, ONNX_OPSET, "ONNX opset the graph is written in"),)
+    options = (PluginOption("opset", int, ONNX_OPSET, "ONNX opset the graph is written in"), BATCH_OPTION)
 
     def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> ConversionResult:
         model = load_keras(source.path)
         with tempfile.TemporaryDirectory() as tmp:
             saved = Path(tmp) / "saved_model"
-            export_saved_model(model, saved)
+            export_saved_model(model, saved, int(options.extra.get("batch", 0)))
             out_tmp = Path(tmp) / "model.onnx"
             # tf2onnx's from_keras fails on Sequential models under Keras 3; its SavedModel path works.
-            proc = subprocess.run(
-                [sys.executable, "-P", "-m", "tf2onnx.convert", "--saved-model", str(saved), "--output", str(out_tmp),
-                 "--opset", str(options.extra.get("opset", ONNX_OPSET))],
-                # Safe-path mode: a tf2onnx.py or tensorflow/ in the user's folder is never imported.
-                capture_output=True, text=True)
-            if proc.returncode != 0 or not out_tmp.exists():
-                lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-                # Chained, so --traceback shows the converter's own log.
-                raise ConversionError(f"tf2onnx failed: {lines[-1] if lines else proc.returncode}",
-                                      "Run with --traceback for the converter's log") \
-                    from RuntimeError("tf2onnx output:\n" + proc.stderr[-8000:])
+            _tf2onnx(["--saved-model", str(saved)], out_tmp, options.extra.get("opset", ONNX_OPSET))
+            check_graph_inputs(out_tmp, [t.name for t in model.inputs])
             output.write_bytes(out_tmp.read_bytes())
         return ConversionResult(precision="fp32", versions=library_versions(*KERAS_LIBS, "tf2onnx", "onnx"))
+
+
+class TFLiteToONNX(Converter):
+    name = "tflite-onnx"
+    description = ("a .tflite file (fp32, or int8 as QuantizeLinear/DequantizeLinear pairs) as ONNX, with tf2onnx: "
+                   "an int8 TFLite model runs on ONNX Runtime")
+    source_format = "tflite"
+    target_format = "onnx"
+    precisions = ("fp32", "fp16", "dynamic", "int8")
+    options = (PluginOption("opset", int, ONNX_OPSET, "ONNX opset the graph is written in"),)
+
+    def convert(self, source: Artifact, output: Path, options: ConversionOptions) -> ConversionResult:
+        with tempfile.TemporaryDirectory() as tmp:
+            out_tmp = Path(tmp) / "model.onnx"
+            _tf2onnx(["--tflite", str(source.path)], out_tmp, options.extra.get("opset", ONNX_OPSET))
+            check_graph_inputs(out_tmp, [s.name for s in read_specs(source.path)[0]])
+            output.write_bytes(out_tmp.read_bytes())
+        # The graph computes what the .tflite computes, at its precision (int8 weights stay int8).
+        precision = source.precision if source.precision != "unknown" else "fp32"
+        return ConversionResult(precision=precision, quantization=source.manifest.quantization
+                                if source.manifest else None,
+                                versions=library_versions("tf2onnx", "onnx", "tflite"))

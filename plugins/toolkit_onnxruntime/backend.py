@@ -3,6 +3,7 @@ fallback to CPU (no GPU, a missing CUDA library) is reported instead of being me
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 from typing import Any, Callable
@@ -10,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, PluginOption, Session,
-                         TensorSpec, UsageError, first_line, library_versions)
+                         TensorSpec, UsageError, first_line, library_versions, read_specs)
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -39,13 +40,29 @@ def _spec(arg: Any, is_input: bool = True) -> TensorSpec:
     return TensorSpec(arg.name, shape, dtype, None, names if any(names) else ())
 
 
+def _with_quantization(specs: list[TensorSpec], artifact: Artifact, inputs: bool) -> list[TensorSpec]:
+    """ONNX Runtime does not say what an integer input or output means; the graph does (its edge Quantize/
+    DequantizeLinear), as the manifest records it or, without one, as the onnx format plugin reads it."""
+    if not any(s.dtype in ("int8", "uint8", "int16", "uint16") for s in specs):
+        return specs
+    declared = (artifact.manifest.inputs if inputs else artifact.manifest.outputs) if artifact.manifest else []
+    if not any(s.quantization for s in declared):
+        try:
+            declared = read_specs(artifact.path)[0 if inputs else 1]
+        except Exception:  # noqa: BLE001 - no onnx package on a device: the values are fed as they are
+            return specs
+    by_name = {s.name: s.quantization for s in declared if s.quantization}
+    return [dataclasses.replace(s, quantization=by_name.get(s.name)) if s.name in by_name else s for s in specs]
+
+
 class OrtSession(Session):
-    def __init__(self, session: Any, requested: str, fallback: str | None):
+    def __init__(self, session: Any, requested: str, fallback: str | None, artifact: Artifact):
         self.session = session
         self.requested = requested
         self.fallback = fallback
-        self.input_specs = [_spec(a) for a in session.get_inputs()]
-        self.output_specs = [_spec(a, is_input=False) for a in session.get_outputs()]
+        self.input_specs = _with_quantization([_spec(a) for a in session.get_inputs()], artifact, True)
+        self.output_specs = _with_quantization([_spec(a, is_input=False) for a in session.get_outputs()], artifact,
+                                               False)
         self._out_names = [s.name for s in self.output_specs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -119,4 +136,4 @@ class OnnxRuntimeBackend(Backend):
             why = ("this onnxruntime build does not include it: pip install onnxruntime-gpu"
                    if wanted[0] not in installed else "it failed to initialise (drivers, CUDA/cuDNN/TensorRT libraries)")
             fallback = f"{wanted[0]} is not running, {running[0]} runs instead: {why}"
-        return OrtSession(session, requested, fallback)
+        return OrtSession(session, requested, fallback, artifact)

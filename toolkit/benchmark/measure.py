@@ -285,7 +285,23 @@ def predict(model: str, backend: str, arrays: dict[str, np.ndarray] | list[np.nd
         arrays = {s.name: a for s, a in zip(session.input_specs, arrays)}
     fed_real = _feed(session, arrays)
     fed = {s.name: s.quantize(fed_real[s.name]) for s in session.input_specs}
-    session.resize({k: tuple(v.shape) for k, v in fed.items()})
-    out = session.run(fed)
-    check_outputs(out, session, be.name, fed)
-    return {s.name: s.dequantize(out[s.name]) for s in session.output_specs}
+    first = session.input_specs[0] if session.input_specs else None
+    fixed = first.shape[0] if first is not None and first.shape and first.shape[0] is not None else None
+    n = len(next(iter(fed.values()))) if fed else 0
+    if not fixed or fixed == n:
+        session.resize({k: tuple(v.shape) for k, v in fed.items()})
+        out = session.run(fed)
+        check_outputs(out, session, be.name, fed)
+        return {s.name: s.dequantize(out[s.name]) for s in session.output_specs}
+    # A file made for a fixed batch: run it batch by batch, the last one padded with its own first sample.
+    parts: dict[str, list[np.ndarray]] = {s.name: [] for s in session.output_specs}
+    for lo in range(0, n, fixed):
+        chunk = {k: v[lo:lo + fixed] for k, v in fed.items()}
+        size = len(next(iter(chunk.values())))
+        if size < fixed:
+            chunk = {k: np.concatenate([v, np.repeat(v[:1], fixed - size, axis=0)]) for k, v in chunk.items()}
+        out = session.run(chunk)
+        check_outputs(out, session, be.name, chunk)
+        for spec in session.output_specs:
+            parts[spec.name].append(spec.dequantize(out[spec.name])[:size])
+    return {k: np.concatenate(v) for k, v in parts.items()}
