@@ -135,8 +135,10 @@ def _working_path(output: Path) -> Path:
 
 
 def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | None, calibration: str | None,
-                  samples: int, seed: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """Child entry point: one converter or quantizer run; then the written file's specs, read by its format."""
+                  samples: int, seed: int, extra: dict[str, Any], reference_inputs: Any = None) -> dict[str, Any]:
+    """Child entry point: one converter or quantizer run; then the written file's specs, read by its format, and
+    the source's own answers on `reference_inputs` (this process has the source's framework loaded already: a
+    second child would load it again just for that)."""
     from .child import report_phase
 
     regs = plugins.registries()
@@ -164,8 +166,16 @@ def step_in_child(kind: str, name: str, source: str, output: str, scheme: str | 
     report_phase("reading the result's inputs and outputs")
     fmt = formats.get(formats.detect(out))
     inputs, outputs = fmt.read_specs(out)
+    reference = None
+    if reference_inputs is not None:
+        from .benchmark.measure import predict
+        from .benchmark.runner import default_backend
+
+        report_phase("running the source on the check's inputs")
+        reference = predict(str(src.path), default_backend(src), reference_inputs)
     return {"result": result.to_dict(), "format": fmt.name, "describe": fmt.describe(out),
-            "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]}
+            "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
+            "reference": reference}
 
 
 def _refuse_quantized(path: Path, precision: str | None) -> None:
@@ -179,11 +189,15 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
     """Run the step into a working path, build the manifest, check parity, then move file and manifest in place."""
     item = choice.item
     companions = companion_files(source)
+    check_inputs = _dataset_inputs(source, dataset or calibration) if verify else None
     with janitor.temporary(_working_path(output)) as work:
         try:
             made = run_in_child("toolkit.operations:step_in_child", kind=kind, name=item.name,
                                 source=str(source.path), output=str(work), scheme=scheme, calibration=calibration,
-                                samples=samples, seed=seed, extra=extra)
+                                samples=samples, seed=seed, extra=extra,
+                                reference_inputs=check_inputs[0] if check_inputs else None)
+            if made.get("reference") is not None and check_inputs:
+                _reference_cache[_reference_key(source, check_inputs[0])] = made["reference"]
         except ToolkitError as e:  # name the step, so the line says which model and which plugin it belongs to
             e.message = f"{source.path.name} -> {output.name} ({_role(kind)} {item.name}): {e.message}"
             raise
@@ -441,9 +455,11 @@ def train_in_child(model: str, dataset: str, epochs: int, output: str, options: 
 _reference_cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
 
 
-def _verification_inputs(inputs: list[TensorSpec], source: Artifact, dataset: str | None) -> tuple[Any, str]:
-    """Real held-out inputs when a dataset fits the model's inputs, else synthetic ones, with a description."""
+def _dataset_inputs(source: Artifact, dataset: str | None,
+                    inputs: list[TensorSpec] | None = None) -> tuple[Any, str] | None:
+    """Real held-out inputs for the check, when a dataset fits the model's inputs (the source's, by default)."""
     name = dataset or default_calibration(source)
+    inputs = inputs if inputs is not None else (source.manifest.inputs if source.manifest else [])
     if name:
         ds = plugins.registries().datasets.get(name)
         if ds.available().ok:
@@ -453,6 +469,14 @@ def _verification_inputs(inputs: list[TensorSpec], source: Artifact, dataset: st
                 return {k: v[:VERIFY_SAMPLES] for k, v in x.items()}, f"{name}:test[:{min(n, VERIFY_SAMPLES)}]"
             if len(inputs) == 1 and tuple(inputs[0].shape[1:]) == tuple(x.shape[1:]):
                 return x[:VERIFY_SAMPLES], f"{name}:test[:{min(len(x), VERIFY_SAMPLES)}]"
+    return None
+
+
+def _verification_inputs(inputs: list[TensorSpec], source: Artifact, dataset: str | None) -> tuple[Any, str]:
+    """Real held-out inputs when a dataset fits the model's inputs, else synthetic ones, with a description."""
+    real = _dataset_inputs(source, dataset, inputs)
+    if real is not None:
+        return real
     if not inputs or any(d is None for s in inputs for d in s.shape[1:]):
         raise UsageError("no dataset fits the model's inputs for the check against its source", "Pass --dataset NAME")
     from .benchmark.protocol import make_inputs
@@ -464,14 +488,18 @@ def _verification_inputs(inputs: list[TensorSpec], source: Artifact, dataset: st
     return [made[s.name] for s in inputs], "synthetic inputs x64"
 
 
+def _reference_key(artifact: Artifact, x: Any) -> tuple[str, str]:
+    digest = hashlib.sha256()
+    for arr in (x.values() if isinstance(x, Mapping) else x if isinstance(x, list) else [x]):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return sha256_file(artifact.path), digest.hexdigest()
+
+
 def predict_with_default_backend(artifact: Artifact, x: Any) -> dict[str, np.ndarray]:
     """Every output (dequantized) of `artifact` on `x`, run in a child by its default backend."""
     from .benchmark.runner import default_backend
 
-    digest = hashlib.sha256()
-    for arr in (x.values() if isinstance(x, Mapping) else x if isinstance(x, list) else [x]):
-        digest.update(np.ascontiguousarray(arr).tobytes())
-    key = (sha256_file(artifact.path), digest.hexdigest())
+    key = _reference_key(artifact, x)
     if key not in _reference_cache:
         _reference_cache[key] = run_in_child("toolkit.benchmark.measure:predict", model=str(artifact.path),
                                              backend=default_backend(artifact), arrays=x)
