@@ -128,6 +128,9 @@ class Model(Pluggable):
     default_dataset: ClassVar[str | None] = None
     # Tried in order when the default dataset is not on this machine (e.g. ones that ship with a pip package).
     fallback_datasets: ClassVar[tuple[str, ...]] = ()
+    # What `toolkit quantize` does without --scheme, by target format: (scheme, quantizer options, why). Fill it
+    # from measurements (benchmarks/families.py): the scheme fastest at equal accuracy for this family.
+    recommended_quantization: ClassVar[dict[str, tuple[str, dict[str, Any], str]]] = {}
 
     @abstractmethod
     def build(self, input_shape: Sequence[int], num_outputs: int, **hparams: Any) -> Any:

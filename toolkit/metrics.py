@@ -60,9 +60,35 @@ def headline(task: str | None, evaluation: Mapping[str, Any] | None) -> tuple[st
     return None
 
 
+# What `--parity NAME=VALUE` may override.
+THRESHOLDS = {"rtol": "relative tolerance of fp32 and fp16 files", "atol": "absolute tolerance of fp32 and fp16 files",
+              "top1": "least top-1 agreement of a quantized classifier (0..1)",
+              "nrmse": "largest error of a quantized regression, as a share of the source's spread"}
+
+
+def parse_thresholds(pairs: Mapping[str, str]) -> dict[str, float]:
+    """`--parity` values checked: known names, numbers >= 0 (top1 at most 1)."""
+    from .errors import UnknownNameError, UsageError
+
+    out = {}
+    for name, text in pairs.items():
+        if name not in THRESHOLDS:
+            raise UnknownNameError("--parity threshold", name, THRESHOLDS)
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"--parity {name}={text!r} is not a number", f"{name}: {THRESHOLDS[name]}") from None
+        if not (value >= 0 and (name != "top1" or value <= 1)):
+            raise UsageError(f"--parity {name}={text} is out of range", f"{name}: {THRESHOLDS[name]}")
+        out[name] = value
+    return out
+
+
 def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], task: str | None,
-                    precision: str) -> dict[str, Any]:
-    """Compare every output of a candidate with its source's, by the rule for the task and precision."""
+                    precision: str, thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Compare every output of a candidate with its source's, by the rule for the task and precision; the
+    thresholds (rtol, atol, top1, nrmse) default to the module's constants."""
+    given = dict(thresholds or {})
     missing = sorted(set(reference) - set(candidate))
     if missing:
         return {"passed": False, "rule": "same outputs", "outputs": {}, "top1_agreement": None,
@@ -70,6 +96,8 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
     per_output: dict[str, dict[str, Any]] = {}
     exact = precision in TOLERANCES
     rtol, atol = TOLERANCES.get(precision, TOLERANCES["fp32"])
+    rtol, atol = given.get("rtol", rtol), given.get("atol", atol)
+    min_top1, max_nrmse = given.get("top1", QUANTIZED_MIN_TOP1_AGREEMENT), given.get("nrmse", QUANTIZED_MAX_NRMSE)
     rules = set()
     for name, ref in reference.items():
         ref2, got2 = per_sample(np.asarray(ref, np.float64)), per_sample(np.asarray(candidate[name], np.float64))
@@ -84,19 +112,20 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
             item["passed"] = bool(np.allclose(got2, ref2, rtol=rtol, atol=atol))
             rules.add(f"allclose(rtol={rtol}, atol={atol})")
         elif "top1_agreement" in item:
-            item["passed"] = item["top1_agreement"] >= QUANTIZED_MIN_TOP1_AGREEMENT
-            rules.add(f"top-1 agreement >= {QUANTIZED_MIN_TOP1_AGREEMENT}")
+            item["passed"] = item["top1_agreement"] >= min_top1
+            rules.add(f"top-1 agreement >= {min_top1}")
         else:
             spread = float(ref2.std()) or 1.0
             item["nrmse"] = round(float(np.sqrt(((ref2 - got2) ** 2).mean())) / spread, 5)
-            item["passed"] = item["nrmse"] <= QUANTIZED_MAX_NRMSE
-            rules.add(f"error <= {QUANTIZED_MAX_NRMSE} x the source's spread")
+            item["passed"] = item["nrmse"] <= max_nrmse
+            rules.add(f"error <= {max_nrmse} x the source's spread")
         per_output[name] = item
     agreements = [o["top1_agreement"] for o in per_output.values() if "top1_agreement" in o]
     diffs = [o["max_abs_diff"] for o in per_output.values() if "max_abs_diff" in o]
     return {
         "passed": all(o.get("passed") for o in per_output.values()),
         "rule": "; ".join(sorted(rules)) or "same shapes",
+        **({"thresholds": given} if given else {}),
         "outputs": per_output,
         "top1_agreement": min(agreements) if agreements else None,
         "max_abs_diff": max(diffs) if diffs else None,

@@ -185,7 +185,8 @@ def _refuse_quantized(path: Path, precision: str | None) -> None:
 
 def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: str | None,
              calibration: str | None, samples: int, seed: int, extra: dict[str, Any], verify: bool,
-             dataset: str | None, keep_failed: bool, on_note: Callable[[str], None] | None) -> Artifact:
+             dataset: str | None, keep_failed: bool, on_note: Callable[[str], None] | None,
+             thresholds: Mapping[str, float] | None = None) -> Artifact:
     """Run the step into a working path, build the manifest, check parity, then move file and manifest in place."""
     item = choice.item
     companions = companion_files(source)
@@ -210,7 +211,7 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
         candidate = Artifact(work, manifest, format_name=made["format"])
         if verify:
             try:
-                parity = check_parity(candidate, source, dataset or calibration)
+                parity = check_parity(candidate, source, dataset or calibration, thresholds)
             except ToolkitError as e:
                 e.message = f"checking {output.name} against {source.path.name}: {e.message}"
                 raise
@@ -312,7 +313,8 @@ def _plugin_version(owner: str) -> str | None:
 
 def convert(source_path: str | Path, to: str, output: str | Path | None = None, dataset: str | None = None,
             verify: bool = True, converter: str | None = None, options: Mapping[str, Any] | None = None,
-            on_note: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
+            on_note: Callable[[str], None] | None = None, keep_failed: bool = False,
+            thresholds: Mapping[str, float] | None = None) -> Artifact:
     source = _open_source(source_path, on_note)
     if source.format == to:
         raise UsageError(f"'{source.path.name}' is already in {to} format", "Pick another --to")
@@ -325,7 +327,8 @@ def convert(source_path: str | Path, to: str, output: str | Path | None = None, 
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     if dataset:
         plugins.registries().datasets.get(dataset)
-    return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset, keep_failed, on_note)
+    return _publish("convert", choice, source, out, None, None, 0, 0, extra, verify, dataset, keep_failed, on_note,
+                    thresholds)
 
 
 def _open_source(path: str | Path, on_note: Callable[[str], None] | None) -> Artifact:
@@ -340,12 +343,36 @@ def default_calibration(source: Artifact) -> str | None:
     return source.manifest.extra.get("dataset") if source.manifest else None
 
 
-def quantize(source_path: str | Path, scheme: str, calibration: str | None = None,
+def recommended_scheme(source: Artifact, to: str | None) -> tuple[str, dict[str, Any], str]:
+    """The scheme (and quantizer options) the source's model family recommends for the target format, measured
+    fastest at equal accuracy; int8 for a model of no known family. Returns (scheme, options, why)."""
+    regs = plugins.registries()
+    targets = sorted({q.target_format for q in regs.quantizers if source.format in q.source_formats})
+    target = to or (targets[0] if len(targets) == 1 else None)
+    family = source.manifest.model if source.manifest else None
+    if family and family in regs.models.names() and target:
+        table = regs.models.get(family).recommended_quantization
+        if target in table:
+            scheme, options, why = table[target]
+            return scheme, dict(options), f"the {family} family's default for {target}: {why}"
+    return "int8", {}, "int8, the default for a model of no known family"
+
+
+def quantize(source_path: str | Path, scheme: str | None, calibration: str | None = None,
              output: str | Path | None = None, samples: int = 200, seed: int = 0, verify: bool = True,
              to: str | None = None, quantizer: str | None = None, options: Mapping[str, Any] | None = None,
-             on_note: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
+             on_note: Callable[[str], None] | None = None, keep_failed: bool = False,
+             thresholds: Mapping[str, float] | None = None) -> Artifact:
+    """Quantize with `scheme`; None takes the one the model's family measured fastest at equal accuracy.
+    `thresholds` override the parity rule's (rtol, atol, top1, nrmse)."""
     source = _open_source(source_path, on_note)
     _refuse_quantized(source.path, source.precision)
+    if scheme is None:
+        scheme, preset, why = recommended_scheme(source, to)
+        options = {**preset, **(options or {})}
+        if on_note:
+            on_note(f"scheme {scheme}{''.join(f' -o {k}={v}' for k, v in preset.items())}: {why} "
+                    "(choose another with --scheme)")
     choice = choose_quantizer(source.format, scheme, to, quantizer)
     if choice.note and on_note:
         on_note(choice.note)
@@ -367,7 +394,7 @@ def quantize(source_path: str | Path, scheme: str, calibration: str | None = Non
     if out.exists() and on_note:
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None,
-                    keep_failed, on_note)
+                    keep_failed, on_note, thresholds)
 
 
 def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
@@ -514,14 +541,15 @@ def _by_position(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarr
     return dict(zip(reference, candidate.values()))
 
 
-def check_parity(candidate: Artifact, source: Artifact, dataset: str | None = None) -> dict[str, Any]:
+def check_parity(candidate: Artifact, source: Artifact, dataset: str | None = None,
+                 thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Run candidate and source on the same real inputs and compare every output by the task's rule."""
     inputs = candidate.manifest.inputs if candidate.manifest else []
     x, data = _verification_inputs(inputs, source, dataset)
     reference = predict_with_default_backend(source, x)
     got = _by_position(reference, predict_with_default_backend(candidate, x))
     task = source.task or (candidate.manifest.task if candidate.manifest else None)
-    parity = compare_outputs(reference, got, task, candidate.precision)
+    parity = compare_outputs(reference, got, task, candidate.precision, thresholds)
     n = len(next(iter(x.values()))) if isinstance(x, Mapping) else len(x[0]) if isinstance(x, list) else len(x)
     parity.update({"against": source.path.name, "data": data, "samples": int(n)})
     return parity

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .options import (OutputFile, echo_json, format_option, keep_failed_option, memory_limit_option, note,
-                      plugin_command, plugin_option, traceback_option)
+                      parity_option, plugin_command, plugin_option, traceback_option)
 
 
 @plugin_command("convert", kinds=("converters",))
@@ -21,10 +21,11 @@ from .options import (OutputFile, echo_json, format_option, keep_failed_option, 
               help="Real data for the parity check (default: the dataset in MODEL's manifest).")
 @plugin_option
 @keep_failed_option
+@parity_option
 @memory_limit_option
 @format_option
 @traceback_option
-def convert(model, target, converter, output, dataset, plugin_options, keep_failed, fmt) -> None:
+def convert(model, target, converter, output, dataset, plugin_options, keep_failed, parity, fmt) -> None:
     """Convert MODEL to another format and check the result against MODEL on real data.
 
     The result is written under its final name only after every output matches the source's (within float
@@ -37,10 +38,12 @@ def convert(model, target, converter, output, dataset, plugin_options, keep_fail
       toolkit convert out/cnn.keras --to onnx -o opset=13
     """
     from .. import operations
+    from ..metrics import parse_thresholds
     from ..options import parse_pairs
 
     artifact = operations.convert(model, target, output, dataset=dataset, converter=converter,
-                                  options=parse_pairs(plugin_options), on_note=note, keep_failed=keep_failed)
+                                  options=parse_pairs(plugin_options), on_note=note, keep_failed=keep_failed,
+                                  thresholds=parse_thresholds(parse_pairs(parity)))
     report_artifact(artifact, fmt)
 
 

@@ -35,6 +35,12 @@ class OutputFile(click.Path):
         return super().convert(value, param, ctx)
 
 
+parity_option = click.option(
+    "--parity", "parity", multiple=True, metavar="NAME=VALUE",
+    help="Override a threshold of the check against the source: rtol, atol (fp32, fp16), top1 (least top-1 "
+         "agreement of a quantized classifier, default 0.97), nrmse (largest error of a quantized regression as a "
+         "share of the source's spread, default 0.1). Repeat for several.")
+
 keep_failed_option = click.option(
     "--keep-failed", is_flag=True,
     help="When the result fails its check, keep it as NAME.failed.EXT with a manifest marked failed.")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .options import (OutputFile, echo_json, format_option, keep_failed_option, memory_limit_option, note,
-                      plugin_command, plugin_option, traceback_option)
+                      parity_option, plugin_command, plugin_option, traceback_option)
 
 
 def list_schemes(fmt: str) -> None:
@@ -34,8 +34,10 @@ def list_schemes(fmt: str) -> None:
 @plugin_command("quantize", kinds=("quantizers",))
 @format_option
 @click.argument("model", type=click.Path(path_type=Path), required=False)
-@click.option("--scheme", default="int8", show_default=True, metavar="NAME",
-              help="Quantization scheme: any a registered quantizer offers (see --list-schemes).")
+@click.option("--scheme", metavar="NAME",
+              help="Quantization scheme: any a registered quantizer offers (see --list-schemes). Default: the one "
+                   "measured fastest at equal accuracy for MODEL's family and the output format "
+                   "(docs/support-matrix.md), else int8.")
 @click.option("--list-schemes", "list_schemes_", is_flag=True,
               help="List every scheme with its quantizer, what it needs and what runs it, then exit.")
 @click.option("--quantizer", metavar="NAME", help="Which quantizer, when several offer the scheme.")
@@ -51,18 +53,20 @@ def list_schemes(fmt: str) -> None:
               help="Output file (default: MODEL_SCHEME beside MODEL).")
 @plugin_option
 @keep_failed_option
+@parity_option
 @memory_limit_option
 @traceback_option
 def quantize(fmt, model, scheme, list_schemes_, quantizer, calibration, samples, target, seed, output, plugin_options,
-             keep_failed) -> None:
-    """Quantize MODEL with a scheme, calibrated on real data. Built in: .keras -> full-int8 .tflite;
-    .onnx -> static QDQ .onnx (uint8 activations, int8 per-channel weights). The result is published only if it
+             keep_failed, parity) -> None:
+    """Quantize MODEL with a scheme, calibrated on real data. Built in: .keras -> .tflite (int8, int8-float-io,
+    int16x8, dynamic, fp16); .onnx -> .onnx (static int8 QDQ or QOperator, dynamic). The result is published only if it
     agrees with MODEL on real held-out data; otherwise exit 1 and nothing is written (with --keep-failed the
     rejected file is kept as NAME.failed.EXT). Interrupted or killed, it leaves no file behind.
 
     \b
     Examples:
-      toolkit quantize out/cnn.keras --to tflite
+      toolkit quantize out/cnn.keras
+      toolkit quantize out/lstm.keras --scheme int8
       toolkit quantize out/cnn.onnx --calibration fashion-mnist --output out/cnn_int8.onnx
       toolkit quantize out/cnn.onnx -o activations=int8 -o method=entropy
       toolkit quantize --list-schemes
@@ -73,10 +77,11 @@ def quantize(fmt, model, scheme, list_schemes_, quantizer, calibration, samples,
     if model is None:
         raise click.UsageError("Missing argument 'MODEL'.")
     from .. import operations
+    from ..metrics import parse_thresholds
     from ..options import parse_pairs
     from .convert_cmd import report_artifact
 
     artifact = operations.quantize(model, scheme, calibration, output, samples=samples, seed=seed, to=target,
                                    quantizer=quantizer, options=parse_pairs(plugin_options), on_note=note,
-                                   keep_failed=keep_failed)
+                                   keep_failed=keep_failed, thresholds=parse_thresholds(parse_pairs(parity)))
     report_artifact(artifact, fmt)

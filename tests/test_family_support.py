@@ -1,0 +1,98 @@
+"""Fast checks of what the model families rely on: the word tokenizer that travels with text models, parity
+thresholds a user can override, and the scale of an int8 ONNX input read from the graph itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from toolkit import metrics, operations
+from toolkit.api import WordTokenizer, read_specs
+from toolkit.errors import UnknownNameError, UsageError
+
+
+def test_the_tokenizer_ranks_words_by_frequency_and_pads_at_the_front():
+    tok = WordTokenizer.fit(["Good good tea", "bad tea", "good coffee"], size=5, sequence_length=4)
+    assert tok.vocabulary == ["<pad>", "<oov>", "good", "tea", "bad"]  # ties broken alphabetically
+    ids = tok.encode(["GOOD tea!", "coffee", "good good good good tea"])
+    assert ids.tolist() == [[0, 0, 2, 3], [0, 0, 0, 1], [2, 2, 2, 2]]  # unknown -> 1; the first words are kept
+    again = WordTokenizer.from_settings(tok.settings(), tok.vocabulary_text())
+    assert again.encode(["good tea"]).tolist() == tok.encode(["good tea"]).tolist()
+
+
+def test_a_tokenizer_comes_from_an_artifacts_manifest_and_vocabulary(tmp_path):
+    from toolkit.artifact import Artifact, Manifest, sha256_file
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x07")
+    tok = WordTokenizer.fit(["a b c"], size=10, sequence_length=3)
+    Artifact(model, Manifest("m.onnx", "onnx", "fp32", sha256_file(model),
+                             extra={"tokenizer": tok.settings()})).write_manifest()
+    with pytest.raises(UsageError, match="vocabulary of 'm.onnx' is missing"):
+        WordTokenizer.for_artifact(model)
+    model.with_name("m.onnx.vocab.txt").write_text(tok.vocabulary_text())
+    assert WordTokenizer.for_artifact(model).encode(["c a"]).tolist() == tok.encode(["c a"]).tolist()
+
+
+def test_parity_thresholds_can_be_overridden_and_are_checked():
+    ref = {"y": np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])}
+    got = {"y": np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])}  # 3 of 4 agree
+    assert not metrics.compare_outputs(ref, got, "classification", "int8")["passed"]
+    loose = metrics.compare_outputs(ref, got, "classification", "int8", {"top1": 0.75})
+    assert loose["passed"] and loose["rule"] == "top-1 agreement >= 0.75" and loose["thresholds"] == {"top1": 0.75}
+    assert metrics.parse_thresholds({"nrmse": "0.2", "rtol": "1e-3"}) == {"nrmse": 0.2, "rtol": 1e-3}
+    with pytest.raises(UnknownNameError, match="threshold 'top'") as e:
+        metrics.parse_thresholds({"top": "0.9"})
+    assert "Did you mean 'top1'" in e.value.hint
+    for bad in ({"top1": "1.5"}, {"atol": "-1"}, {"rtol": "x"}):
+        with pytest.raises(UsageError):
+            metrics.parse_thresholds(bad)
+
+
+def test_a_regression_is_held_to_its_error_relative_to_the_spread():
+    ref = {"y": np.linspace(300, 400, 50)[:, None]}
+    near = {"y": ref["y"] + 1.0}  # 1 ppm off, spread ~29 ppm
+    far = {"y": ref["y"] + 10.0}
+    assert metrics.compare_outputs(ref, near, "regression", "int8")["passed"]
+    assert not metrics.compare_outputs(ref, far, "regression", "int8")["passed"]
+    assert metrics.compare_outputs(ref, far, "regression", "int8", {"nrmse": 0.5})["passed"]
+
+
+def test_the_scale_of_an_int8_onnx_input_is_read_from_its_dequantize_node(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["x2"]),
+         helper.make_node("DequantizeLinear", ["x2", "s", "z"], ["xf"]),
+         helper.make_node("QuantizeLinear", ["xf", "s2", "z2"], ["y"])],
+        "edge", [helper.make_tensor_value_info("x", TensorProto.INT8, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [None, 4])],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 4]),
+         helper.make_tensor("s", TensorProto.FLOAT, [], [0.5]), helper.make_tensor("z", TensorProto.INT8, [], [-3]),
+         helper.make_tensor("s2", TensorProto.FLOAT, [], [0.25]),
+         helper.make_tensor("z2", TensorProto.UINT8, [], [128])])
+    path = tmp_path / "edge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    (x,), (y,) = read_specs(path)
+    assert (x.quantization.scale, x.quantization.zero_point) == ((0.5,), (-3,))
+    assert (y.quantization.scale, y.quantization.zero_point) == ((0.25,), (128,))
+
+
+def test_a_companion_file_the_manifest_lists_must_be_a_plain_suffix(tmp_path):
+    from toolkit.artifact import Artifact, Manifest, sha256_file
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x07")
+    manifest = Manifest("m.onnx", "onnx", "fp32", sha256_file(model), extra={"files": {"/../../evil": "0" * 64}})
+    with pytest.raises(UsageError, match="not a file suffix"):
+        operations.companion_files(Artifact(model, manifest))
+    manifest.extra["files"] = {".vocab.txt": "0" * 64}
+    with pytest.raises(UsageError, match="is missing"):
+        operations.companion_files(Artifact(model, manifest))
+    model.with_name("m.onnx.vocab.txt").write_text("x\n")
+    with pytest.raises(UsageError, match="sha256 differs"):
+        operations.companion_files(Artifact(model, manifest))
+    assert json.dumps(manifest.to_dict())  # still a plain manifest
