@@ -59,10 +59,10 @@ def artifacts(trained) -> dict[str, Path]:
     }
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
     """The real console script in a fresh process, as a user runs it."""
     return subprocess.run([TOOLKIT, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def bench_json(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, list[dict]]:

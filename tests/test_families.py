@@ -190,3 +190,26 @@ def test_a_fixed_batch_file_is_checked_and_benchmarked_batch_by_batch(mlp, tmp_p
     proc, results = bench_json(str(made.path), "--runs", "5", "--dataset", "german-credit")
     assert proc.returncode == 0, proc.stderr
     assert results[0]["evaluation"]["top1"] == pytest.approx(metrics["accuracy"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_family_trains_on_the_users_csv_and_later_steps_find_it_by_its_path(tmp_path):
+    import csv
+
+    rng = np.random.default_rng(0)
+    with open(tmp_path / "loans.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["income", "home", "label"])
+        for _ in range(300):
+            income, home = rng.uniform(1e4, 1e5), ["own", "rent", "free"][rng.integers(3)]
+            writer.writerow([round(income, 2), home, "good" if income > 4e4 or home == "own" else "bad"])
+    (tmp_path / "work").mkdir()
+    proc = run_cli("train", "mlp", "--dataset", "loans.csv", "--epochs", "30", "--output", "out", "--format", "json",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    made = json.loads(proc.stdout)
+    assert made["manifest"]["extra"]["dataset"] == str(tmp_path / "loans.csv")
+    assert made["metrics"]["accuracy"] > made["metrics"]["baseline_accuracy"]
+    proc = run_cli("quantize", str(tmp_path / "out" / "mlp.keras"), "--scheme", "int8", cwd=tmp_path / "work")
+    assert proc.returncode == 0, proc.stderr
+    assert "loans.csv:test[:60]" in proc.stdout

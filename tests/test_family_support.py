@@ -96,3 +96,71 @@ def test_a_companion_file_the_manifest_lists_must_be_a_plain_suffix(tmp_path):
     with pytest.raises(UsageError, match="sha256 differs"):
         operations.companion_files(Artifact(model, manifest))
     assert json.dumps(manifest.to_dict())  # still a plain manifest
+
+
+# ------------------------------------------------------------------------------------ the user's own data
+def _write_csv(path, header, rows):
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_a_csv_of_numbers_and_categories_is_a_tabular_dataset_by_its_path(tmp_path):
+    from toolkit import plugins
+
+    rows = [[i * 1.5, ["own", "rent"][i % 2], "good" if i % 3 else "bad"] for i in range(50)]
+    path = _write_csv(tmp_path / "loans.csv", ["income", "home", "label"], rows)
+    data = plugins.registries().datasets.get(str(path))
+    assert data.name == str(path.resolve()) and data.task == "classification" and data.num_classes == 2
+    assert data.class_names == ("bad", "good")
+    x, y = data.load("train")
+    xt, yt = data.load("test")
+    assert x.shape == (40, 2) and xt.shape == (10, 2) and x.dtype == np.float32
+    assert data.columns() == [{"name": "income"}, {"name": "home", "categories": ["own", "rent"]}]
+    assert data.categorical() == {1: 2} and set(np.unique(x[:, 1])) <= {0.0, 1.0}
+
+
+def test_a_csv_of_text_and_labels_is_tokenised_and_a_numeric_label_can_be_a_regression(tmp_path):
+    from toolkit import userdata
+
+    texts = _write_csv(tmp_path / "t.csv", ["review", "label"],
+                       [[f"good tea number {i}", i % 2] for i in range(30)])
+    data = userdata.file_dataset(str(texts))
+    x, _ = data.load("train")
+    assert x.dtype == np.int32 and x.shape == (24, 64) and data.tokenizer().vocabulary[2] == "good"
+    prices = _write_csv(tmp_path / "p.csv", ["size", "price"], [[i, i * 2.5 + 0.1] for i in range(30)])
+    reg = userdata.file_dataset(str(prices))
+    assert reg.task == "regression" and reg.load("test")[1].shape == (6, 1)
+
+
+def test_an_npz_with_or_without_its_own_test_split(tmp_path):
+    from toolkit import userdata
+
+    np.savez(tmp_path / "a.npz", x=np.zeros((20, 3)), y=np.arange(20) % 2)
+    np.savez(tmp_path / "b.npz", x_train=np.zeros((8, 3)), y_train=np.ones(8, int), x_test=np.ones((4, 3)),
+             y_test=np.zeros(4, int))
+    a, b = userdata.file_dataset(str(tmp_path / "a.npz")), userdata.file_dataset(str(tmp_path / "b.npz"))
+    assert len(a.load("train")[0]) == 16 and a.task == "classification"
+    assert b.load("test")[0].tolist() == np.ones((4, 3)).tolist() and len(b.load("train")[1]) == 8
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("a,label\n1,2\n", "at least 10 rows"),
+    ("a,b,label\n" + "1,2,3\n" * 10 + "1,2\n", "line 12 has a different number of columns"),
+])
+def test_a_bad_data_file_is_one_clear_line(tmp_path, content, message):
+    from toolkit import userdata
+
+    path = tmp_path / "bad.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=message):
+        userdata.file_dataset(str(path))
+    np.savez(tmp_path / "w.npz", features=np.zeros(3))
+    with pytest.raises(UsageError, match="holds features"):
+        userdata.file_dataset(str(tmp_path / "w.npz"))

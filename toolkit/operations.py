@@ -404,7 +404,9 @@ def train(model: str, dataset: str, epochs: int, output_dir: str | Path,
     model with its manifest, and metrics.json beside it."""
     regs = plugins.registries()
     family = regs.models.get(model)
-    regs.datasets.get(dataset).require_available()
+    data = regs.datasets.get(dataset)
+    data.require_available()
+    dataset = data.name  # a data file by its absolute path, so later commands find it from anywhere
     given = options.pop("model_options", None) or {}
     if given or family.options:  # checked here, in the parent: an unknown option is one line before any work
         options["model_options"] = resolve_options(family, given)

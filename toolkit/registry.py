@@ -117,6 +117,17 @@ class Registry(Generic[T]):
         return len(self._items)
 
 
+class DatasetRegistry(Registry[Dataset]):
+    """Datasets by name; a name ending in .csv or .npz is the user's own data file (toolkit.userdata)."""
+
+    def get(self, name: str) -> Dataset:
+        from . import userdata
+
+        if name not in self._items and userdata.is_data_file(name):
+            return userdata.file_dataset(name)
+        return super().get(name)
+
+
 class Registries:
     """Everything the loaded plugins registered: one typed Registry per kind, as attributes (`.backends`)."""
 
@@ -132,7 +143,7 @@ class Registries:
 
     def __init__(self) -> None:
         for kind in KINDS:
-            setattr(self, kind.name, Registry(kind))
+            setattr(self, kind.name, DatasetRegistry(kind) if kind.name == "datasets" else Registry(kind))
 
     def kinds(self) -> dict[str, Registry[Any]]:
         return {kind.name: getattr(self, kind.name) for kind in KINDS}
