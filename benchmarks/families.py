@@ -165,10 +165,29 @@ def ratios(family: dict) -> None:
                                    else m[1] <= mb[1] * (1 + MAX_MAE_GROWTH))
 
 
+# Among quantized files within TIE of the fastest, the first of these wins: full integer before weights-only,
+# QDQ before QOperator (QDQ is what CUDA and TensorRT take too).
+PREFERENCE = ("tflite int8", "tflite int8-float-io", "onnx int8 qdq u8s8", "onnx int8 qoperator", "tflite dynamic",
+              "onnx dynamic u8", "onnx dynamic s8", "onnx int8 qdq s8s8", "tflite fp16", "tflite int16x8")
+TIE = 0.05
+
+
 def fastest(family: dict, runtime: str) -> dict | None:
-    """The quickest file at equal accuracy on `runtime`; fp32 itself when no quantized file beats it."""
+    """The quickest file at equal accuracy on `runtime`, fp32 included."""
     ok = [r for r in family["rows"] if r["runtime"] == runtime and r.get("equal_accuracy") and r.get("p50_us")]
     return min(ok, key=lambda r: r["p50_us"]) if ok else None
+
+
+def default_scheme(family: dict, runtime: str) -> dict | None:
+    """What `toolkit quantize` should do without --scheme: the fastest quantized file at equal accuracy (a
+    quantize scheme, not a conversion), ties within 5% going to PREFERENCE's order."""
+    ok = [r for r in family["rows"] if r["runtime"] == runtime and r.get("equal_accuracy") and r.get("p50_us")
+          and r["variant"] in PREFERENCE]
+    if not ok:
+        return None
+    best = min(r["p50_us"] for r in ok)
+    near = [r for r in ok if r["p50_us"] <= best * (1 + TIE)]
+    return min(near, key=lambda r: PREFERENCE.index(r["variant"]))
 
 
 def table_lines(families: list[dict]) -> list[str]:
@@ -197,13 +216,16 @@ def table_lines(families: list[dict]) -> list[str]:
 
 
 def defaults_lines(families: list[dict]) -> list[str]:
-    lines = ["| family | runtime | fastest at equal accuracy | p50 | vs fp32 |", "|---|---|---|---:|---:|"]
+    lines = ["| family | runtime | fastest at equal accuracy | quantize default | its p50 | vs fp32 | size vs fp32 |",
+             "|---|---|---|---|---:|---:|---:|"]
     for fam in families:
         for runtime in ("tflite", "onnxruntime"):
             best = fastest(fam, runtime) if "rows" in fam else None
-            if best:
-                lines.append(f"| {fam['family']} | {runtime} | {best['variant']} | {best['p50_us']:.1f} us | "
-                             f"{best.get('latency_ratio', 1):.2f} |")
+            chosen = default_scheme(fam, runtime) if "rows" in fam else None
+            if best and chosen:
+                lines.append(f"| {fam['family']} | {runtime} | {best['variant']} | {chosen['variant']} | "
+                             f"{chosen['p50_us']:.1f} us | {chosen.get('latency_ratio', 1):.2f} | "
+                             f"{chosen.get('size_ratio', 1):.2f} |")
     return lines
 
 
@@ -235,7 +257,10 @@ def write_docs(families: list[dict], runs: int) -> Path:
         "## Fastest at equal accuracy",
         "",
         f"Equal accuracy: at most {MAX_TOP1_DROP} point of top-1 lost, or at most {MAX_MAE_GROWTH:.0%} more "
-        "forecast error. fp32 is listed when no quantized file beat it.",
+        "forecast error. The quantize default is the fastest quantized file at equal accuracy; within "
+        f"{TIE:.0%} of it, full integer wins over weights-only and QDQ over QOperator. Where it is slower than "
+        "fp32 (vs fp32 above 1), quantizing buys size, not speed, on this machine, and `toolkit quantize` says so. "
+        "The families' `recommended_quantization` (plugins/toolkit_keras/models.py) holds these choices.",
         "",
         *defaults_lines(families),
         "",
@@ -250,7 +275,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--out", type=Path, default=None, help="keep the files and families.json here")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/support-matrix.md")
+    parser.add_argument("--report", type=Path, metavar="FAMILIES_JSON",
+                        help="measure nothing: print and write the docs from an earlier run's families.json")
     args = parser.parse_args()
+    if args.report:
+        families = json.loads(args.report.read_text())
+        print("\n".join(table_lines(families) + [""] + defaults_lines(families)))
+        if not args.no_docs:
+            print(f"\nwrote {write_docs(families, args.runs)}")
+        return 0
     image = image_dataset()
     folder = args.out or Path(tempfile.mkdtemp(prefix="toolkit-families-"))
     folder.mkdir(parents=True, exist_ok=True)

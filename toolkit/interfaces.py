@@ -139,8 +139,9 @@ class Model(Pluggable):
     def train(self, dataset: str, epochs: int, output: Path, **options: Any) -> "TrainingResult":
         """Train on `dataset` and save the model to `output` (a working path the core publishes with its manifest).
 
-        `options` may hold batch_size, limit, seed, learning_rate, on_start(total_steps) and
-        on_batch(epoch, batch, logs).
+        `options` may hold batch_size, limit, seed, learning_rate, validation_split, early_stopping (a patience
+        in epochs, or None), model_options (this family's declared `options`, checked and typed),
+        on_start(total_steps) and on_batch(epoch, batch, logs).
         """
         from .errors import UsageError
 

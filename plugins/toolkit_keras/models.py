@@ -28,11 +28,21 @@ class KerasModel(Model):
         return train(self, registries().datasets.get(dataset), epochs, output, **options)
 
 
+# The quantize defaults below are measured by benchmarks/families.py (docs/support-matrix.md): the fastest
+# quantized file at equal accuracy per family and runtime, on an AMD EPYC with AVX-512 VNNI, batch 1, 1 thread.
+SEE = "docs/support-matrix.md"
+
+
 class CifarCNN(KerasModel):
     name = "cnn"
     task = "classification"
     default_dataset = "fashion-mnist"
     fallback_datasets = ("digits",)
+    recommended_quantization = {
+        "tflite": ("int8", {}, f"measured 0.45x fp32's latency at 0.28x its size, top-1 within 0.1 point ({SEE})"),
+        "onnx": ("int8", {}, f"static QDQ (uint8 activations, int8 per-channel weights) measured 0.80x fp32's "
+                             f"latency at 0.31x its size; int8 activations measured 1.14x, dynamic 1.7-5.6x ({SEE})"),
+    }
     description = ("Conv2D 32/64/64 3x3 relu, two 2x2 max-pools, Flatten, Dense 64 relu, Dense N logits "
                    "(the Keras CIFAR-10 CNN)")
 
@@ -70,6 +80,11 @@ class TabularMLP(KerasModel):
     task = "classification"
     default_dataset = "german-credit"
     fallback_datasets = ("breast-cancer",)
+    recommended_quantization = {
+        "tflite": ("int8", {}, f"as fast as fp32 (1.00x) at 0.60x its size, top-1 within 0.5 point ({SEE})"),
+        "onnx": ("int8", {}, f"every quantized MLP measured slower than fp32 on ONNX Runtime (static QDQ 1.24x): it "
+                             f"buys size (0.88x), not speed; keep the fp32 file where speed matters ({SEE})"),
+    }
     description = ("one-hot of categorical columns and feature scaling (fitted to the training split) inside the "
                    "graph, so a device feeds raw values and category codes; Dense 64 relu, Dropout 0.2, Dense 32 "
                    "relu, Dense N logits")
@@ -111,6 +126,12 @@ class RecurrentModel(KerasModel):
     name = "lstm"
     task = "regression"
     default_dataset = "co2"
+    recommended_quantization = {
+        "tflite": ("dynamic", {}, f"measured 0.93x fp32's latency at 0.88x its size on the CO2 forecast (full int8 "
+                                  f"1.10x and larger, unrolled); on text int8 and dynamic tie at 0.87x ({SEE})"),
+        "onnx": ("int8", {}, f"every quantized LSTM measured slower than fp32 on ONNX Runtime (static QDQ 1.07x): "
+                             f"keep the fp32 file where speed matters ({SEE})"),
+    }
     description = ("a recurrent network (-o cell=lstm|gru|rnn). On a series (steps, features): month-to-month "
                    "differences, scaled, then the cell, and the forecast is the last value plus the predicted change "
                    "(all inside the graph). On token ids: Embedding 32, the cell, Dense N logits")
@@ -155,6 +176,11 @@ class TransformerEncoder(KerasModel):
     name = "transformer"
     task = "classification"
     default_dataset = "fine-foods"
+    recommended_quantization = {
+        "tflite": ("fp16", {}, f"fp32's speed at 0.51x its size; full int8 measured 6.4x slower (its int8 "
+                               f"attention operators leave XNNPACK for reference kernels) and dynamic 1.21x ({SEE})"),
+        "onnx": ("dynamic", {}, f"1.09x fp32's latency at 0.30x its size; static int8 measured 1.55x ({SEE})"),
+    }
     description = ("token and position embeddings, encoder blocks (multi-head self-attention, feed-forward, "
                    "residuals, layer normalisation), average pooling, Dense N logits; over token ids")
     options = (PluginOption("blocks", int, 1, "encoder blocks"),

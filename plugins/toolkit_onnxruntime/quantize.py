@@ -11,8 +11,9 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from toolkit.api import (Artifact, ConversionOptions, ConversionResult, PluginOption, Quantizer, UsageError,
-                         calibration_record, checked_calibration, library_versions, model_format)
+from toolkit.api import (Artifact, ConversionError, ConversionOptions, ConversionResult, PluginOption, Quantizer,
+                         UsageError, calibration_record, checked_calibration, first_line, library_versions,
+                         model_format)
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -61,9 +62,10 @@ class OrtStaticQuantizer(Quantizer):
         form = QuantFormat.QOperator if extra.get("quant_format") == "qoperator" else QuantFormat.QDQ
         with _preprocessed(source.path) as pre:
             kept_float = preprocessing_nodes(pre) if extra.get("float_preprocessing", True) else []
-            quantize_static(str(pre), str(output), Reader(), quant_format=form, nodes_to_exclude=kept_float,
-                            activation_type=activations, weight_type=QuantType.QInt8,
-                            per_channel=bool(extra.get("per_channel", True)), calibrate_method=method)
+            with _explained(pre, f"static {form.name}"):
+                quantize_static(str(pre), str(output), Reader(), quant_format=form, nodes_to_exclude=kept_float,
+                                activation_type=activations, weight_type=QuantType.QInt8,
+                                per_channel=bool(extra.get("per_channel", True)), calibrate_method=method)
         record = calibration_record(options, f"onnxruntime static {form.name}, {extra.get('method', 'minmax')} "
                                     "calibration",
                                     activations=f"{extra.get('activations', 'uint8')} per-tensor",
@@ -83,6 +85,24 @@ def _preprocessed(path: Path) -> Iterator[Path]:
         # skip_symbolic_shape: symbolic shape inference needs sympy, and these graphs have static shapes.
         quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
         yield pre
+
+
+@contextmanager
+def _explained(path: Path, what: str) -> Iterator[None]:
+    """ONNX Runtime's quantizers fail with internal errors on graphs with control flow (a recurrent layer that
+    tf2onnx exported as a Loop): say that, and what works instead."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - anything the quantizer raises on such a graph
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        loops = sorted({n.op_type for n in graph.node if n.op_type in ("Loop", "Scan", "If")})
+        if not loops:
+            raise
+        raise ConversionError(f"ONNX Runtime's {what} quantization cannot handle this graph's {'/'.join(loops)} "
+                              f"(a recurrent layer exported as control flow): {first_line(e)[:120]}",
+                              "Try --scheme int8 (static QDQ), or quantize the .keras model to TFLite") from e
 
 
 WEIGHTED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose", "LSTM", "GRU", "RNN")
@@ -128,8 +148,9 @@ class OrtDynamicQuantizer(Quantizer):
         extra = options.extra
         weights = QuantType.QInt8 if extra.get("weights") == "int8" else QuantType.QUInt8
         with _preprocessed(source.path) as pre:
-            quantize_dynamic(str(pre), str(output), weight_type=weights,
-                             per_channel=bool(extra.get("per_channel", False)))
+            with _explained(pre, "dynamic"):
+                quantize_dynamic(str(pre), str(output), weight_type=weights,
+                                 per_channel=bool(extra.get("per_channel", False)))
         record = {"scheme": "dynamic", "method": "onnxruntime dynamic quantization",
                   "weights": f"{extra.get('weights', 'uint8')} "
                              f"{'per-channel' if extra.get('per_channel') else 'per-tensor'}",

@@ -38,10 +38,10 @@ class TrainCommand(PluginOptionsCommand):
 @click.option("--epochs", type=click.IntRange(min=1),
               help="Passes over the training split (default: what suits the dataset, 2 for fashion-mnist).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch size.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
-              help="Adam's learning rate.")
-@click.option("--validation-split", type=click.FloatRange(0, 0.5, max_open=True), default=0.0, show_default=True,
-              help="Share of the training split held out to watch the validation loss.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
+              help="The optimizer's learning rate (default: the family's, 0.001 for the built-in ones).")
+@click.option("--validation-split", type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+              help="Share of the training split held out to watch the validation loss (default: none).")
 @click.option("--early-stopping", "patience", type=click.IntRange(min=1), metavar="EPOCHS",
               help="Stop when the validation loss has not improved for EPOCHS epochs and keep the best weights "
                    "(takes a 0.1 validation split when none is given).")
@@ -80,10 +80,12 @@ def train(model, dataset, epochs, batch_size, learning_rate, validation_split, p
     epochs = epochs or regs.datasets.get(dataset).suggested_epochs
     console = Console(stderr=True)
     with training_progress(console, f"training {model} on {dataset}") as (on_start, on_batch):
+        # Only what the user gave: a third-party family written before these options keeps working.
+        given = {k: v for k, v in (("learning_rate", learning_rate), ("validation_split", validation_split),
+                                   ("early_stopping", patience)) if v is not None}
         artifact, metrics = operations.train(model, dataset, epochs, output_dir, on_start=on_start,
                                              on_batch=on_batch, batch_size=batch_size, limit=limit, seed=seed,
-                                             learning_rate=learning_rate, validation_split=validation_split,
-                                             early_stopping=patience, model_options=parse_pairs(plugin_options))
+                                             model_options=parse_pairs(plugin_options), **given)
     if fmt == "json":
         echo_json({"model": str(artifact.path), "manifest": artifact.manifest.to_dict(), "metrics": metrics})
         return
