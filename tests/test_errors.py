@@ -201,7 +201,7 @@ def test_traceback_on_a_failing_pair_shows_the_childs_stack(artifacts):
 
 def test_calibration_data_of_the_wrong_shape_is_refused(artifacts, invoke):
     for model in (artifacts["keras"], artifacts["onnx"]):
-        result = invoke("quantize", str(model), "--calibration", "fashion-mnist", "--output",
+        result = invoke("quantize", str(model), "--scheme", "int8", "--calibration", "fashion-mnist", "--output",
                         str(model.with_name("never.onnx" if model.suffix == ".onnx" else "never.tflite")))
         assert result.exit_code == 2
         assert ("calibration data 'fashion-mnist' has samples of shape [28, 28, 1], the model's input "

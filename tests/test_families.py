@@ -213,3 +213,36 @@ def test_a_family_trains_on_the_users_csv_and_later_steps_find_it_by_its_path(tm
     proc = run_cli("quantize", str(tmp_path / "out" / "mlp.keras"), "--scheme", "int8", cwd=tmp_path / "work")
     assert proc.returncode == 0, proc.stderr
     assert "loans.csv:test[:60]" in proc.stdout
+
+
+MAKE_UNCONVERTIBLE = '''
+import keras
+from keras import layers, ops
+keras.Sequential([keras.Input((None, 3)), layers.LSTM(4), layers.Dense(2)]).save("varlen.keras")
+inp = keras.Input((4,))
+keras.Model(inp, layers.Dense(2)(ops.cumprod(inp, axis=-1))).save("cumprod.keras")
+text = keras.Input((1,), dtype="string")
+ids = layers.StringLookup(vocabulary=["a", "b"])(text)
+keras.Model(text, layers.Dense(2)(layers.Reshape((1,))(ids))).save("strings.keras")
+'''
+
+
+@pytest.mark.slow
+def test_models_tflite_cannot_take_are_refused_with_the_reason_and_the_fix(tmp_path):
+    """A Flex op, an LSTM over sequences of no fixed length, text inside the graph: one line each, exit 2 or 1,
+    no file; Flex is written only when asked for."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", MAKE_UNCONVERTIBLE], cwd=tmp_path, check=True, capture_output=True)
+    cases = {"cumprod.keras": "TFLite has no builtin for (Cumprod)", "varlen.keras": "no fixed length",
+             "strings.keras": "the model takes text"}
+    for model, message in cases.items():
+        proc = run_cli("convert", str(tmp_path / model), "--to", "tflite")
+        assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not list(tmp_path.glob(f"{model.split('.')[0]}*.tflite"))
+    assert "-o allow_flex=true" in run_cli("convert", str(tmp_path / "cumprod.keras"), "--to", "tflite").stderr
+    # Asked for, the Flex file is made, and the check says why LiteRT here cannot run it.
+    proc = run_cli("convert", str(tmp_path / "cumprod.keras"), "--to", "tflite", "-o", "allow_flex=true")
+    assert "needs TensorFlow Flex ops (FlexCumprod)" in proc.stderr and "Flex delegate" in proc.stderr

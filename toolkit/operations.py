@@ -510,6 +510,10 @@ def _verification_inputs(inputs: list[TensorSpec], source: Artifact, dataset: st
         raise UsageError("no dataset fits the model's inputs for the check against its source", "Pass --dataset NAME")
     from .benchmark.protocol import make_inputs
 
+    text = [s.name for s in inputs if not _numeric(s.dtype)]
+    if text:
+        raise UsageError(f"the model takes text (input {', '.join(text)}), which no dataset here gives and no "
+                         "check can make up", "Tokenise outside the graph and give the model token ids (int32)")
     rng_specs = [{**s.to_dict(), "quantization": None, "dtype": "float32" if s.quantization else s.dtype}
                  for s in inputs]
     shapes = {s.name: (64, *s.shape[1:]) if s.shape else () for s in inputs}
@@ -522,6 +526,14 @@ def _reference_key(artifact: Artifact, x: Any) -> tuple[str, str]:
     for arr in (x.values() if isinstance(x, Mapping) else x if isinstance(x, list) else [x]):
         digest.update(np.ascontiguousarray(arr).tobytes())
     return sha256_file(artifact.path), digest.hexdigest()
+
+
+def _numeric(dtype: str) -> bool:
+    """A dtype numbers can be made up for (not text, bytes or an object)."""
+    try:
+        return np.dtype(dtype).kind in "biuf"
+    except TypeError:
+        return False
 
 
 def predict_with_default_backend(artifact: Artifact, x: Any) -> dict[str, np.ndarray]:

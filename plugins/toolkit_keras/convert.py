@@ -5,6 +5,7 @@ These run in a child process (the operations layer puts them there): the TFLite 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -80,7 +81,7 @@ def unrolled_for_tflite(model: Any) -> tuple[Any, str | None]:
     if any(d is None for d in steps):
         raise ConversionError(f"the recurrent layers ({', '.join(found)}) run over a sequence of no fixed length, "
                               "and TFLite can only convert them unrolled over a fixed one",
-                              "Give the model's input a fixed number of steps, e.g. keras.Input(shape=(64,))")
+                              "Give the model's input a fixed number of steps, e.g. keras.Input(shape=(STEPS, FEATURES))")
     clone = model.__class__.from_config(config)
     clone.set_weights(model.get_weights())
     for layer in clone.layers:  # as Keras' own loader does: Normalization recomputes its mean and variance
@@ -214,8 +215,16 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
             data = (_convert_keeping_float(converter, representative, kept_float) if kept_float
                     else converter.convert())
         except Exception as e:
-            lines = str(e).strip().splitlines() or [type(e).__name__]
-            raise ConversionError(f"the TFLite converter failed: {lines[-1]}",
+            text = str(e)
+            needs = re.search(r"TF Select ops: ([^\n]+)", text)
+            if needs or "ERROR_NEEDS_FLEX_OPS" in text:
+                ops = needs.group(1).strip() if needs else "unnamed"
+                raise ConversionError(f"the model needs TensorFlow operators that TFLite has no builtin for "
+                                      f"({ops[:200]}); only a runtime linked with the Flex delegate could run it",
+                                      "Replace the layers that use them, or -o allow_flex=true to write such a "
+                                      "file anyway") from e
+            lines = text.strip().splitlines() or [type(e).__name__]
+            raise ConversionError(f"the TFLite converter failed: {lines[-1][:300]}",
                                   "Check that every layer has a TFLite builtin op; --traceback shows its log") from e
     flex = [op for op in _tflite_ops(data) if op.startswith("Flex")]
     if flex and allow_flex:
