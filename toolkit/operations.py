@@ -19,7 +19,7 @@ import numpy as np
 from . import atomic, formats, janitor, plugins
 from .artifact import Artifact, Manifest, library_versions, manifest_path, sha256_file
 from .child import run_in_child
-from .errors import CheckFailedError, ToolkitError, UnknownNameError, UsageError
+from .errors import CheckFailedError, DataUnavailableError, ToolkitError, UnknownNameError, UsageError
 from .interfaces import ConversionOptions, ConversionResult, Converter, Quantizer
 from .metrics import compare_outputs
 from .options import resolve_options
@@ -395,6 +395,25 @@ def quantize(source_path: str | Path, scheme: str | None, calibration: str | Non
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None,
                     keep_failed, on_note, thresholds)
+
+
+def dataset_for(model: str, requested: str | None) -> tuple[str, list[str]]:
+    """The requested dataset, else the family's default, else its first fallback that is on this machine, with a
+    note when a fallback was taken."""
+    regs = plugins.registries()
+    if requested:
+        regs.datasets.get(requested)
+        return requested, []
+    family = regs.models.get(model)
+    if family.default_dataset is None:
+        raise UsageError(f"model {model} has no default dataset", "Pass --dataset NAME")
+    av = regs.datasets.get(family.default_dataset).available()
+    if av.ok:
+        return family.default_dataset, []
+    for name in family.fallback_datasets:
+        if name in regs.datasets and regs.datasets.get(name).available().ok:
+            return name, [f"{family.default_dataset} is not available ({av.reason}); using {name} instead"]
+    raise DataUnavailableError(f"dataset {family.default_dataset} is not available: {av.reason}")
 
 
 def train(model: str, dataset: str, epochs: int, output_dir: str | Path,

@@ -12,7 +12,7 @@ from . import __version__, atomic, operations, plugins
 from .artifact import Artifact
 from .benchmark.protocol import environment
 from .benchmark.runner import capable_backends, run_pair
-from .errors import DataUnavailableError, ToolkitError
+from .errors import ToolkitError
 from .records import BenchRecord, BenchRequest, Record
 from .cli.render import markdown_table
 from .units import fmt_us, human_size
@@ -35,18 +35,7 @@ class QuickstartResult:
 
 def choose_dataset(requested: str | None) -> tuple[str, list[str]]:
     """The requested dataset, else the model's default, else its first fallback that is on this machine."""
-    regs = plugins.registries()
-    if requested:
-        regs.datasets.get(requested)
-        return requested, []
-    family = regs.models.get(MODEL)
-    av = regs.datasets.get(family.default_dataset).available()
-    if av.ok:
-        return family.default_dataset, []
-    for name in family.fallback_datasets:
-        if name in regs.datasets and regs.datasets.get(name).available().ok:
-            return name, [f"{family.default_dataset} is not available ({av.reason}); using {name} instead"]
-    raise DataUnavailableError(f"dataset {family.default_dataset} is not available: {av.reason}")
+    return operations.dataset_for(MODEL, requested)
 
 
 # A quantized artifact may lose at most this much top-1 accuracy against the fp32 one, on the same backend.

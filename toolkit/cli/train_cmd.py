@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import (PluginOptionsCommand, echo_json, format_option, memory_limit_option, plugin_option,
+from .options import (PluginOptionsCommand, echo_json, format_option, memory_limit_option, note, plugin_option,
                       traceback_option)
 
 
@@ -71,12 +71,10 @@ def train(model, dataset, epochs, batch_size, learning_rate, validation_split, p
     from .progress import training_progress
 
     regs = plugins.registries()
-    family = regs.models.get(model)
-    dataset = dataset or family.default_dataset
-    if dataset is None:
-        from ..errors import UsageError
-
-        raise UsageError(f"model {model} has no default dataset", "Pass --dataset NAME")
+    regs.models.get(model)  # an unknown family fails first, with a suggestion
+    dataset, notes = operations.dataset_for(model, dataset)
+    for text in notes:
+        note(text)
     epochs = epochs or regs.datasets.get(dataset).suggested_epochs
     console = Console(stderr=True)
     with training_progress(console, f"training {model} on {dataset}") as (on_start, on_batch):
