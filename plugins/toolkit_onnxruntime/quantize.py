@@ -29,6 +29,7 @@ class OrtStaticQuantizer(Quantizer):
     priority = 10
     options = (
         PluginOption("activations", str, "uint8", "activation type", ("uint8", "int8")),
+        PluginOption("weights", str, "int8", "weight type", ("int8", "uint8")),
         PluginOption("per_channel", bool, True, "one weight scale per output channel"),
         PluginOption("method", str, "minmax", "calibration method", CALIBRATION_METHODS),
         PluginOption("quant_format", str, "qdq", "graph form: QuantizeLinear/DequantizeLinear pairs around float "
@@ -60,16 +61,18 @@ class OrtStaticQuantizer(Quantizer):
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[extra.get("method", "minmax")]
         form = QuantFormat.QOperator if extra.get("quant_format") == "qoperator" else QuantFormat.QDQ
+        weight_type = QuantType.QUInt8 if extra.get("weights") == "uint8" else QuantType.QInt8
         with _preprocessed(source.path) as pre:
             kept_float = preprocessing_nodes(pre) if extra.get("float_preprocessing", True) else []
             with _explained(pre, f"static {form.name}"):
                 quantize_static(str(pre), str(output), Reader(), quant_format=form, nodes_to_exclude=kept_float,
-                                activation_type=activations, weight_type=QuantType.QInt8,
+                                activation_type=activations, weight_type=weight_type,
                                 per_channel=bool(extra.get("per_channel", True)), calibrate_method=method)
         record = calibration_record(options, f"onnxruntime static {form.name}, {extra.get('method', 'minmax')} "
                                     "calibration",
                                     activations=f"{extra.get('activations', 'uint8')} per-tensor",
-                                    weights="int8 per-channel" if extra.get("per_channel", True) else "int8 per-tensor")
+                                    weights=f"{extra.get('weights', 'int8')} "
+                                            f"{'per-channel' if extra.get('per_channel', True) else 'per-tensor'}")
         return ConversionResult(precision="int8", quantization=record,
                                 versions=library_versions("onnxruntime", "onnx", "numpy"))
 
