@@ -246,3 +246,31 @@ def test_models_tflite_cannot_take_are_refused_with_the_reason_and_the_fix(tmp_p
     # Asked for, the Flex file is made, and the check says why LiteRT here cannot run it.
     proc = run_cli("convert", str(tmp_path / "cumprod.keras"), "--to", "tflite", "-o", "allow_flex=true")
     assert "needs TensorFlow Flex ops (FlexCumprod)" in proc.stderr and "Flex delegate" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_text_model_benchmarked_on_another_vocabulary_is_refused(gru_text, tmp_path):
+    import csv
+
+    model, _ = gru_text
+    with open(tmp_path / "other.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows([[f"zebra quokka {i}", i % 2] for i in range(40)])
+    proc, _ = bench_json(str(model), "--runs", "5", "--dataset", str(tmp_path / "other.csv"))
+    assert proc.returncode == 2 and "'other.csv' tokenises with another vocabulary" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_wrong_family_options_and_data_are_one_line_each(mlp, tmp_path):
+    model, _ = mlp
+    for args, message in [(("train", "lstm", "-o", "units=0"), "-o units=0 is out of range"),
+                          (("train", "transformer", "-o", "heads=0"), "-o heads=0 is out of range"),
+                          (("train", "mlp", "--dataset", "fine-foods"), "gives token ids")]:
+        proc = run_cli(*args, "--epochs", "1", "--output", str(tmp_path / "x"))
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    tflite = operations.convert(model, "tflite", output=tmp_path / "mlp.tflite")
+    proc = run_cli("quantize", str(tflite.path))
+    assert proc.returncode == 2 and "no installed quantizer takes tflite files" in proc.stderr
+    assert "Quantize the model it was made from, mlp.keras" in proc.stderr

@@ -4,6 +4,7 @@ thresholds a user can override, and the scale of an int8 ONNX input read from th
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,53 @@ def test_a_bad_data_file_is_one_clear_line(tmp_path, content, message):
     np.savez(tmp_path / "w.npz", features=np.zeros(3))
     with pytest.raises(UsageError, match="holds features"):
         userdata.file_dataset(str(tmp_path / "w.npz"))
+
+
+def test_a_csv_with_a_missing_value_is_refused_with_its_line_and_column(tmp_path):
+    from toolkit import userdata
+
+    rows = [[i, "own", i % 2] for i in range(20)]
+    rows[3][0] = ""
+    path = _write_csv(tmp_path / "gaps.csv", ["income", "home", "label"], rows)
+    with pytest.raises(UsageError, match="line 5, column income is empty") as e:
+        userdata.file_dataset(str(path))
+    assert "missing values" in e.value.hint
+
+
+def test_a_vocabulary_edited_after_training_is_refused_on_the_device_side_too(tmp_path):
+    from toolkit.artifact import Artifact, Manifest, sha256_file
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x07")
+    tok = WordTokenizer.fit(["good tea", "bad tea"], size=10, sequence_length=4)
+    Artifact(model, Manifest("m.onnx", "onnx", "fp32", sha256_file(model), extra={
+        "tokenizer": tok.settings(), "files": {".vocab.txt": tok.fingerprint()}})).write_manifest()
+    vocab = model.with_name("m.onnx.vocab.txt")
+    vocab.write_text(tok.vocabulary_text())
+    assert WordTokenizer.for_artifact(model).vocabulary == tok.vocabulary
+    vocab.write_text(tok.vocabulary_text().replace("good", "great"))
+    with pytest.raises(UsageError, match="is not the vocabulary 'm.onnx' was made with"):
+        WordTokenizer.for_artifact(model)
+
+
+def test_token_ids_from_another_vocabulary_are_refused():
+    from types import SimpleNamespace
+
+    from toolkit.text import check_vocabulary
+
+    trained = WordTokenizer.fit(["good tea", "bad tea"], size=10, sequence_length=4)
+    other = WordTokenizer.fit(["great coffee"], size=10, sequence_length=4)
+    artifact = SimpleNamespace(path=Path("m.tflite"), manifest=SimpleNamespace(extra={
+        "files": {".vocab.txt": trained.fingerprint()}, "dataset": "fine-foods"}))
+    check_vocabulary(artifact, SimpleNamespace(name="same.csv", tokenizer=lambda: trained))
+    with pytest.raises(UsageError, match="'other.csv' tokenises with another vocabulary than 'm.tflite'") as e:
+        check_vocabulary(artifact, SimpleNamespace(name="other.csv", tokenizer=lambda: other))
+    assert "fine-foods" in e.value.hint
+    check_vocabulary(artifact, SimpleNamespace(name="digits"))  # not text: the shape check speaks for it
+
+
+def test_a_malformed_parity_override_names_its_own_flag():
+    from conftest import run_cli
+
+    proc = run_cli("quantize", "m.onnx", "--parity", "top1")
+    assert proc.returncode == 2 and "--parity 'top1' is not KEY=VALUE" in proc.stderr

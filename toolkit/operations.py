@@ -20,15 +20,17 @@ from . import atomic, formats, janitor, plugins
 from .artifact import Artifact, Manifest, library_versions, manifest_path, sha256_file
 from .child import run_in_child
 from .errors import CheckFailedError, DataUnavailableError, ToolkitError, UnknownNameError, UsageError
+from .inputs import short_name
 from .interfaces import ConversionOptions, ConversionResult, Converter, Quantizer
 from .metrics import compare_outputs
 from .options import resolve_options
 from .specs import TensorSpec, specs_from_dicts
+from .text import check_vocabulary
 
 VERIFY_SAMPLES = 500
 # What a derived artifact keeps from its source's manifest: the training data, and what a device needs to feed it
-# (the tokenizer's settings, the features and their categories, the files beside the model).
-KEPT_EXTRA = ("dataset", "num_classes", "tokenizer", "features", "files")
+# (its class names, the tokenizer's settings, the features and their categories, the files beside the model).
+KEPT_EXTRA = ("dataset", "num_classes", "class_names", "tokenizer", "features", "files")
 
 
 @dataclass
@@ -223,6 +225,8 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
                     manifest.file = failed.name
                     with publishing(output.parent):
                         os.replace(work, failed)
+                        for suffix, data in companions.items():
+                            atomic.write_bytes(failed.with_name(failed.name + suffix), data)
                         atomic.write_json(manifest_path(failed), manifest.to_dict())
                     hint += f"; the rejected file is kept as {failed.name}, marked failed in its manifest"
                 else:
@@ -367,6 +371,12 @@ def quantize(source_path: str | Path, scheme: str | None, calibration: str | Non
     `thresholds` override the parity rule's (rtol, atol, top1, nrmse)."""
     source = _open_source(source_path, on_note)
     _refuse_quantized(source.path, source.precision)
+    if not any(source.format in q.source_formats for q in plugins.registries().quantizers):
+        origin = source.manifest.source.get("file") if source.manifest and source.manifest.source else None
+        takes = sorted({f for q in plugins.registries().quantizers for f in q.source_formats})
+        raise UsageError(f"no installed quantizer takes {source.format} files (they take {', '.join(takes) or 'none'})",
+                         f"Quantize the model it was made from, {origin}" if origin else
+                         f"Quantize the {' or '.join(takes)} model it was made from")
     if scheme is None:
         scheme, preset, why = recommended_scheme(source, to)
         options = {**preset, **(options or {})}
@@ -390,7 +400,7 @@ def quantize(source_path: str | Path, scheme: str | None, calibration: str | Non
         if on_note:
             on_note(f"calibrating on {calibration}, the dataset recorded in {source.path.name}'s manifest")
     if calibration:
-        plugins.registries().datasets.get(calibration)  # an unknown name fails here, with a suggestion
+        check_vocabulary(source, plugins.registries().datasets.get(calibration))  # unknown: fails with a suggestion
     if out.exists() and on_note:
         on_note(f"{out.name} exists and will be replaced if the new one passes its check (choose another with --output)")
     return _publish("quantize", choice, source, out, scheme, calibration, samples, seed, extra, verify, None,
@@ -510,12 +520,13 @@ def _dataset_inputs(source: Artifact, dataset: str | None,
     inputs = inputs if inputs is not None else (source.manifest.inputs if source.manifest else [])
     if name:
         ds = plugins.registries().datasets.get(name)
+        check_vocabulary(source, ds)
         if ds.available().ok:
             x, _ = ds.load("test")
             if isinstance(x, Mapping):
                 n = min(len(v) for v in x.values())
                 return {k: v[:VERIFY_SAMPLES] for k, v in x.items()}, f"{name}:test[:{min(n, VERIFY_SAMPLES)}]"
-            if len(inputs) == 1 and tuple(inputs[0].shape[1:]) == tuple(x.shape[1:]):
+            if len(inputs) == 1 and inputs[0].accepts((inputs[0].shape[0] or len(x), *x.shape[1:])):
                 return x[:VERIFY_SAMPLES], f"{name}:test[:{min(len(x), VERIFY_SAMPLES)}]"
     return None
 
@@ -537,7 +548,8 @@ def _verification_inputs(inputs: list[TensorSpec], source: Artifact, dataset: st
                  for s in inputs]
     shapes = {s.name: (64, *s.shape[1:]) if s.shape else () for s in inputs}
     made = make_inputs(rng_specs, shapes, seed=0)
-    return [made[s.name] for s in inputs], "synthetic inputs x64"
+    # By the names a user would type ('serving_default_a:0' is 'a'): formats order several inputs differently.
+    return {short_name(s.name): made[s.name] for s in inputs}, "synthetic inputs x64"
 
 
 def _reference_key(artifact: Artifact, x: Any) -> tuple[str, str]:

@@ -11,16 +11,16 @@ from .interfaces import PluginOption
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def parse_pairs(items: Iterable[str]) -> dict[str, str]:
-    """`-o key=value` items as a dict; a malformed or repeated key is refused."""
+def parse_pairs(items: Iterable[str], flag: str = "-o", example: str = "threads=2") -> dict[str, str]:
+    """`-o key=value` items (or another flag's) as a dict; a malformed or repeated key is refused."""
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise UsageError(f"-o '{item}' is not KEY=VALUE", "Write it like -o threads=2")
+            raise UsageError(f"{flag} '{item}' is not KEY=VALUE", f"Write it like {flag} {example}")
         if key in out:
-            raise UsageError(f"-o gives '{key}' twice", "Give each option once")
+            raise UsageError(f"{flag} gives '{key}' twice", "Give each option once")
         out[key] = value
     return out
 

@@ -8,6 +8,7 @@ with the settings in the manifest's extra.tokenizer. Pure Python and numpy: a de
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -90,4 +91,28 @@ class WordTokenizer:
         if not vocab.exists():
             raise UsageError(f"the vocabulary of '{artifact.path.name}' is missing ({vocab.name})",
                              "Copy it from the folder the model was made in")
-        return cls.from_settings(settings, vocab.read_text(encoding="utf-8"))
+        data = vocab.read_bytes()
+        expected = artifact.manifest.extra.get("files", {}).get(cls.suffix)
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            raise UsageError(f"'{vocab.name}' is not the vocabulary '{artifact.path.name}' was made with (sha256 "
+                             "differs)", "Copy the right one from the folder the model was made in")
+        return cls.from_settings(settings, data.decode("utf-8"))
+
+    def fingerprint(self) -> str:
+        """The sha256 of the vocabulary file this tokenizer writes: two tokenizers with the same one agree."""
+        return hashlib.sha256(self.vocabulary_text().encode("utf-8")).hexdigest()
+
+
+def check_vocabulary(artifact: Any, dataset: Any) -> None:
+    """Refuse to feed a text model token ids from another vocabulary: its answers would be numbers about nothing
+    (or an index out of its embedding's range)."""
+    from .errors import UsageError
+
+    expected = artifact.manifest.extra.get("files", {}).get(VOCABULARY_SUFFIX) if artifact.manifest else None
+    tokenizer = getattr(dataset, "tokenizer", None)
+    if expected is None or tokenizer is None:
+        return
+    if tokenizer().fingerprint() != expected:
+        raise UsageError(f"dataset '{Path(str(dataset.name)).name}' tokenises with another vocabulary than "
+                         f"'{artifact.path.name}' was trained with, so its token ids mean other words",
+                         f"Use the dataset the model was trained on ({artifact.manifest.extra.get('dataset')})")

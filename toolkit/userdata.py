@@ -24,6 +24,7 @@ from .text import WordTokenizer
 SUFFIXES = (".csv", ".npz")
 MAX_CLASSES = 20
 TEXT_VOCABULARY, TEXT_LENGTH = 8000, 64
+MISSING = ("", "na", "nan", "null", "none", "?")
 
 
 def is_data_file(name: str) -> bool:
@@ -115,6 +116,11 @@ class CsvDataset(FileDataset):
             bad = next(i for i, r in enumerate(body, 2) if len(r) != len(header))
             raise UsageError(f"'{path.name}' line {bad} has a different number of columns than its header",
                              "Fix the file")
+        for line, row in enumerate(body, 2):
+            for name, value in zip(header, row):
+                if value.strip().lower() in MISSING:
+                    raise UsageError(f"'{path.name}' line {line}, column {name} is empty ({value!r})",
+                                     "Fill in or drop the rows with missing values")
         label = header.index("label") if "label" in header else len(header) - 1
         columns = {name: np.array([r[i] for r in body]) for i, name in enumerate(header)}
         y = self._set_task(_typed(columns.pop(header[label])))

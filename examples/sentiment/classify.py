@@ -17,7 +17,7 @@ from toolkit.api import WordTokenizer
 def main(model: str, reviews: list[str]) -> None:
     tokenizer = WordTokenizer.for_artifact(model)  # settings from the manifest, words from MODEL.vocab.txt
     manifest = json.loads(Path(model + ".manifest.json").read_text())
-    classes = {"fine-foods": ("great", "other"), "imdb": ("negative", "positive")}.get(manifest["extra"]["dataset"])
+    classes = manifest["extra"].get("class_names")  # what each output index means, as trained
     interpreter = Interpreter(model_path=model)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     for review, ids in zip(reviews, tokenizer.encode(reviews)):

@@ -17,7 +17,7 @@ import numpy as np
 
 from toolkit.api import (Artifact, CheckFailedError, ConversionError, ConversionOptions, ConversionResult, Converter,
                          ModelFileError, PluginOption, Quantizer, TensorSpec, UsageError, calibration_record,
-                         checked_calibration, first_line, library_versions, read_specs)
+                         checked_calibration, first_line, library_versions, model_format, read_specs)
 
 from .train import KERAS_LIBS
 
@@ -48,7 +48,12 @@ def load_keras(path: Path) -> Any:
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # a corrupt zip, a missing config, unsafe lambda layers...
-        raise UsageError(f"cannot load Keras model '{path}': {first_line(e)}",
+        if "safe_mode" in str(e) and "Lambda" in str(e):
+            raise UsageError(f"'{Path(path).name}' has a Lambda layer holding Python code, which Keras will not "
+                             "load in safe mode (loading it would run that code)",
+                             "Replace the Lambda with a layer registered with "
+                             "keras.saving.register_keras_serializable") from None
+        raise UsageError(f"cannot load Keras model '{path}': {first_line(e)[:300]}",
                          "Check it is a .keras file saved by Keras 3") from None
 
 
@@ -93,6 +98,8 @@ def unrolled_for_tflite(model: Any) -> tuple[Any, str | None]:
 
 def export_saved_model(model: Any, folder: Path, batch: int = 0) -> None:
     """A SavedModel with a fixed input signature: the batch dimension dynamic, or `batch` when given."""
+    if not 0 <= batch <= 65536:
+        raise UsageError(f"-o batch={batch} is not a batch size", "Give 1 or more, or 0 for any batch size")
     signature = None
     if batch:
         import tensorflow as tf
@@ -110,6 +117,7 @@ def _tflite_ops(data: bytes) -> list[str]:
 
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
+LAYOUT_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE", "TRANSPOSE")
 
 
 def _preprocessing_nodes(saved: Path) -> list[str]:
@@ -117,18 +125,20 @@ def _preprocessing_nodes(saved: Path) -> list[str]:
     input, or another raw-value operator's output, without a weighted layer in between (in-graph feature scaling,
     one-hot of categories, a forecast's last value and the sum that adds the predicted change to it). Quantized,
     raw values of very different ranges would share one int8 scale, and a level outside the calibration data's
-    range (a rising series) would be clipped."""
+    range (a rising series) would be clipped. A path of layout operators only (the EXPAND_DIMS TFLite puts before
+    a 1-D convolution) computes nothing: then there is nothing to keep."""
     import tensorflow as tf
 
     interp = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
     names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
     raw = {d["index"] for d in interp.get_input_details()}
-    kept = []
+    kept, computing = [], False
     for op in interp._get_ops_details():  # noqa: SLF001 - the converter's own way to name nodes, in order
         if op["op_name"] not in WEIGHTED_OPS and raw.intersection(op["inputs"]):
             raw.update(op["outputs"])
             kept.extend(names[t] for t in op["outputs"])
-    return kept
+            computing = computing or op["op_name"] not in LAYOUT_OPS
+    return kept if computing else []
 
 
 def _convert_keeping_float(converter: Any, representative: Any, nodes: list[str]) -> bytes:
@@ -177,7 +187,8 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
     allow_flex = bool(options.extra.get("allow_flex", False))
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "saved_model"
-        export_saved_model(model, saved, int(options.extra.get("batch", 0)))
+        batch = int(options.extra.get("batch", 0))
+        export_saved_model(model, saved, batch)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         # Set explicitly: a default that lets SELECT_TF_OPS in makes Flex ops no runtime here can run.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -191,9 +202,11 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
             dtype = "float32" if float_input else str(getattr(spec.dtype, "name", spec.dtype))
             calib = checked_calibration(options, TensorSpec(spec.name, tuple(spec.shape), dtype))
 
+            step = max(batch, 1)  # a fixed-batch signature takes exactly `batch` samples at a time
+
             def representative() -> Iterator[list[np.ndarray]]:
-                for i in range(len(calib)):
-                    yield [calib[i:i + 1].astype(dtype)]
+                for i in range(0, len(calib) - step + 1, step):
+                    yield [calib[i:i + step].astype(dtype)]
 
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [
@@ -349,8 +362,10 @@ class TFLiteToONNX(Converter):
             _tf2onnx(["--tflite", str(source.path)], out_tmp, options.extra.get("opset", ONNX_OPSET))
             check_graph_inputs(out_tmp, [s.name for s in read_specs(source.path)[0]])
             output.write_bytes(out_tmp.read_bytes())
-        # The graph computes what the .tflite computes, at its precision (int8 weights stay int8).
-        precision = source.precision if source.precision != "unknown" else "fp32"
+        # The graph computes what the .tflite computes, at its precision (int8 weights stay int8); a file without a
+        # manifest says it itself.
+        precision = (source.manifest.precision if source.manifest else
+                     model_format("tflite").describe(source.path).get("precision") or "fp32")
         return ConversionResult(precision=precision, quantization=source.manifest.quantization
                                 if source.manifest else None,
                                 versions=library_versions("tf2onnx", "onnx", "tflite"))

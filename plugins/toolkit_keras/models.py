@@ -98,6 +98,9 @@ class TabularMLP(KerasModel):
         if len(input_shape) != 1:
             raise UsageError(f"the MLP takes rows of features, shape (features,), not {tuple(input_shape)}",
                              "Pick a tabular dataset, e.g. german-credit")
+        if hparams.get("vocabulary_size"):
+            raise UsageError("the MLP takes numeric features, and this dataset gives token ids (text)",
+                             "Train the lstm or transformer family on text")
         preprocessing = [CategoryOneHot(hparams["categorical"], name="one_hot")] if hparams.get("categorical") else []
         return keras.Sequential(
             [
@@ -114,6 +117,13 @@ class TabularMLP(KerasModel):
 
 
 RNN_CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+
+
+def _in_range(name: str, value: Any, low: int, high: int) -> int:
+    """A size option checked before Keras sees it (0 units or a million would fail deep inside TensorFlow)."""
+    if not low <= int(value) <= high:
+        raise UsageError(f"-o {name}={value} is out of range", f"Give {name} from {low} to {high}")
+    return int(value)
 
 
 def _recurrent(cell: str, units: int, **kwargs: Any) -> Any:
@@ -142,7 +152,7 @@ class RecurrentModel(KerasModel):
         import keras
         from keras import layers
 
-        cell, units = hparams.get("cell", "lstm"), int(hparams.get("units", 32))
+        cell, units = hparams.get("cell", "lstm"), _in_range("units", hparams.get("units", 32), 1, 1024)
         if len(input_shape) == 1:  # token ids
             if not hparams.get("vocabulary_size"):
                 raise UsageError("the LSTM's text form needs a tokenised text dataset", "Pick e.g. fine-foods")
@@ -196,13 +206,15 @@ class TransformerEncoder(KerasModel):
         if len(input_shape) != 1 or not hparams.get("vocabulary_size"):
             raise UsageError(f"the transformer takes token ids of shape (length,), not {tuple(input_shape)}",
                              "Pick a tokenised text dataset, e.g. fine-foods")
-        width, heads = int(hparams.get("width", 32)), int(hparams.get("heads", 2))
+        width = _in_range("width", hparams.get("width", 32), 2, 1024)
+        heads = _in_range("heads", hparams.get("heads", 2), 1, 64)
+        blocks = _in_range("blocks", hparams.get("blocks", 1), 1, 24)
         if width % heads:
             raise UsageError(f"width {width} is not a multiple of heads {heads}", "Pick e.g. -o width=32 -o heads=2")
         tokens = keras.Input(shape=tuple(input_shape), name="tokens", dtype="int32")
         x = TokenAndPositionEmbedding(int(hparams["vocabulary_size"]), int(input_shape[0]), width,
                                       name="embedding")(tokens)
-        for i in range(int(hparams.get("blocks", 1))):
+        for i in range(blocks):
             attended = layers.MultiHeadAttention(heads, width // heads, name=f"attention_{i}")(x, x)
             x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, layers.Dropout(0.1)(attended)]))
             ff = layers.Dense(width * 2, activation="relu")(x)

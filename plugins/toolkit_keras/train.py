@@ -58,6 +58,8 @@ def train(family: Any, dataset: Any, epochs: int, output: Path, *, batch_size: i
         hparams["vocabulary_size"] = len(tok.vocabulary)
         extra["tokenizer"] = tok.settings()
         files[WordTokenizer.suffix] = tok.vocabulary_text()
+    if getattr(dataset, "class_names", None) and classification:  # so a device can name its answers
+        extra["class_names"] = [str(c) for c in dataset.class_names]
     columns = getattr(dataset, "columns", None)
     if columns is not None:  # tabular: what each input column holds, with the categories' codes
         hparams["categorical"] = dataset.categorical()

@@ -105,6 +105,7 @@ def _explained(path: Path, what: str) -> Iterator[None]:
             raise
         raise ConversionError(f"ONNX Runtime's {what} quantization cannot handle this graph's {'/'.join(loops)} "
                               f"(a recurrent layer exported as control flow): {first_line(e)[:120]}",
+                              "Drop -o quant_format=qoperator (QDQ handles it)" if "QOperator" in what else
                               "Try --scheme int8 (static QDQ), or quantize the .keras model to TFLite") from e
 
 

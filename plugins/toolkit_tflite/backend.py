@@ -165,7 +165,7 @@ def _delegated(ops: list[dict[str, Any]], model: list[dict[str, Any]]) -> set[in
 
 def _macs(op: dict[str, Any], shape: Callable[[int], list[int]]) -> int:
     """Multiply-accumulates of one operator per sample, for the operators that do nearly all of them."""
-    name, ins, outs = op["op_name"], op["inputs"], op["outputs"]
+    name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])  # numpy arrays in LiteRT's details
     if not outs or len(ins) < 2:
         return 0
     out, weight = shape(outs[0]), shape(ins[1])

@@ -242,6 +242,9 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     evaluation = None
     if req.dataset:
         report_phase("evaluating")
+        from ..text import check_vocabulary
+
+        check_vocabulary(artifact, plugins.registries().datasets.get(req.dataset))
         evaluation = evaluate(session, req.dataset, req.batch, req.eval_seconds, backend.name)
 
     manifest = artifact.manifest

@@ -43,7 +43,7 @@ def convert(model, target, converter, output, dataset, plugin_options, keep_fail
 
     artifact = operations.convert(model, target, output, dataset=dataset, converter=converter,
                                   options=parse_pairs(plugin_options), on_note=note, keep_failed=keep_failed,
-                                  thresholds=parse_thresholds(parse_pairs(parity)))
+                                  thresholds=parse_thresholds(parse_pairs(parity, "--parity", "top1=0.95")))
     report_artifact(artifact, fmt)
 
 

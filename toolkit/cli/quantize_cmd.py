@@ -83,5 +83,5 @@ def quantize(fmt, model, scheme, list_schemes_, quantizer, calibration, samples,
 
     artifact = operations.quantize(model, scheme, calibration, output, samples=samples, seed=seed, to=target,
                                    quantizer=quantizer, options=parse_pairs(plugin_options), on_note=note,
-                                   keep_failed=keep_failed, thresholds=parse_thresholds(parse_pairs(parity)))
+                                   keep_failed=keep_failed, thresholds=parse_thresholds(parse_pairs(parity, "--parity", "top1=0.95")))
     report_artifact(artifact, fmt)

@@ -94,7 +94,9 @@ def train(model, dataset, epochs, batch_size, learning_rate, validation_split, p
                     f"RMSE {metrics['baseline_rmse']:.4g})")
     score = (f"test accuracy {metrics['accuracy'] * 100:.2f}%{baseline}" if "accuracy" in metrics else
              ", ".join(f"test {k.upper()} {metrics[k]:.4g}" for k in ("mae", "rmse") if k in metrics) + baseline)
-    click.echo(f"Trained {model} on {dataset} ({metrics.get('train_samples')} samples, {epochs} epoch{'s' if epochs != 1 else ''}, "
+    ran = metrics.get("epochs_run", epochs)
+    runs = f"{ran} of {epochs} epochs, stopped early" if ran < epochs else f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    click.echo(f"Trained {model} on {dataset} ({metrics.get('train_samples')} samples, {runs}, "
                f"{metrics.get('train_seconds', 0):.0f} s): {score} on {metrics.get('test_samples')} held-out samples")
     beside = "".join(f", {artifact.path.name}{suffix}" for suffix in artifact.manifest.extra.get("files", {}))
     click.echo(f"Wrote {artifact.path}, {artifact.path.name}.manifest.json{beside} and metrics.json in {output_dir}")
