@@ -100,6 +100,8 @@ def test_a_family_converts_and_quantizes_to_int8_without_calibration_options(fam
         assert made[-1].precision == "int8"
     for artifact in made:
         assert artifact.manifest.metrics["parity"]["passed"], artifact.manifest.metrics["parity"]
+        held_out = artifact.manifest.metrics["evaluation"]
+        assert abs(held_out["artifact"]["top1"] - held_out["source"]["top1"]) <= 0.02, held_out
     for tflite in ("fp32.tflite", "int8.tflite"):
         ops = json.loads((tmp_path / f"{tflite}.manifest.json").read_text())["extra"]["ops"]
         assert ops and not [op for op in ops if op.startswith("Flex")]
@@ -118,6 +120,9 @@ def test_the_lstm_is_unrolled_for_tflite_quantizes_to_full_int8_and_runs_on_both
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(proc.stdout)["manifest"]
     assert manifest["quantization"]["io"] == "float32" and manifest["metrics"]["parity"]["passed"]
+    held_out = manifest["metrics"]["evaluation"]  # the file's own forecast error, beside its source's
+    assert held_out["dataset"] == "co2" and held_out["source"]["mae"] == pytest.approx(metrics["mae"], rel=1e-3)
+    assert held_out["artifact"]["mae"] < 2 * held_out["source"]["mae"]
     onnx = operations.convert(model, "onnx", output=tmp_path / "lstm.onnx")
     assert "LSTM" in onnx.manifest.extra["ops"]  # ONNX has a real LSTM operator: no unrolling there
     proc, results = bench_json(str(tmp_path / "lstm.tflite"), str(tmp_path / "lstm_int8.tflite"), str(onnx.path),

@@ -218,6 +218,8 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
                 e.message = f"checking {output.name} against {source.path.name}: {e.message}"
                 raise
             manifest.metrics["parity"] = parity
+            if parity.get("evaluation"):  # the held-out score the artifact itself reached, beside its source's
+                manifest.metrics["evaluation"] = parity.pop("evaluation")
             if not parity["passed"]:
                 hint = f"Nothing was written as {output.name}"
                 if keep_failed:
@@ -233,7 +235,7 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
                     hint += "; keep the rejected file for inspection with --keep-failed"
                 raise CheckFailedError(
                     f"'{output.name}' does not match its source '{source.path.name}' on {parity['data']}: "
-                    f"{_parity_text(parity)} (needs {parity['rule']})", hint)
+                    f"{_parity_text(parity, manifest.metrics.get('evaluation'))} (needs {parity['rule']})", hint)
         with publishing(output.parent):
             os.replace(work, output)
             for suffix, data in companions.items():
@@ -274,12 +276,18 @@ def _role(kind: str) -> str:
     return "converter" if kind == "convert" else "quantizer"
 
 
-def _parity_text(parity: Mapping[str, Any]) -> str:
+def _parity_text(parity: Mapping[str, Any], evaluation: Mapping[str, Any] | None = None) -> str:
     parts = []
     if parity.get("top1_agreement") is not None:
         parts.append(f"top-1 agreement {parity['top1_agreement']:.3f}")
     if parity.get("max_abs_diff") is not None:
         parts.append(f"max |diff| {parity['max_abs_diff']:.3g}")
+    if evaluation:
+        src, art = evaluation["source"], evaluation["artifact"]
+        if src.get("top1") is not None:
+            parts.append(f"accuracy {src['top1'] * 100:.2f}% -> {art['top1'] * 100:.2f}%")
+        elif src.get("mae") is not None:
+            parts.append(f"MAE {src['mae']:.4g} -> {art['mae']:.4g}")
     return ", ".join(parts) or "outputs differ"
 
 
@@ -597,7 +605,27 @@ def check_parity(candidate: Artifact, source: Artifact, dataset: str | None = No
     parity = compare_outputs(reference, got, task, candidate.precision, thresholds)
     n = len(next(iter(x.values()))) if isinstance(x, Mapping) else len(x[0]) if isinstance(x, list) else len(x)
     parity.update({"against": source.path.name, "data": data, "samples": int(n)})
+    if not data.startswith("synthetic"):
+        parity["evaluation"] = _held_out_scores(dataset or default_calibration(source), reference, got, int(n))
     return parity
+
+
+def _held_out_scores(name: str | None, reference: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray],
+                     n: int) -> dict[str, Any] | None:
+    """Accuracy (or forecast error) of source and artifact on the checked held-out samples, by their labels."""
+    from . import metrics
+
+    if not name:
+        return None
+    ds = plugins.registries().datasets.get(name)
+    y = ds.load("test")[1][:n]
+    key = next((k for k in reference if ds.target_output and short_name(k) == ds.target_output), next(iter(reference)))
+    try:
+        scores = {who: metrics.finish_metrics(ds.task, metrics.task_metrics(ds.task, outs[key], y))
+                  for who, outs in (("source", reference), ("artifact", got))}
+    except (ValueError, KeyError):  # outputs that are not the dataset's answers (a feature extractor)
+        return None
+    return {"dataset": name, "samples": n, "task": ds.task, **scores}
 
 
 def verify_against_source(artifact: Artifact, source: Artifact, dataset: str | None = None) -> dict[str, Any]:

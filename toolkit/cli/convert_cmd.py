@@ -65,3 +65,9 @@ def report_artifact(artifact, fmt: str) -> None:
             parts.append(f"max |diff| {parity['max_abs_diff']:.3g}")
         click.echo(f"Checked against {parity['against']} on {parity['data']}, {len(parity.get('outputs', {}))} "
                    f"output(s): {', '.join(parts)} ({'passed' if parity['passed'] else 'FAILED'}: {parity['rule']})")
+    ev = m.metrics.get("evaluation")
+    if ev:
+        key = "top1" if ev["source"].get("top1") is not None else "mae"
+        show = (lambda v: f"{v * 100:.2f}%") if key == "top1" else (lambda v: f"{v:.4g}")
+        click.echo(f"Held-out {'accuracy' if key == 'top1' else 'MAE'} on those samples: {show(ev['artifact'][key])} "
+                   f"(the source: {show(ev['source'][key])})")
