@@ -174,8 +174,8 @@ def test_plugin_options_are_validated_passed_and_recorded(tiny_with_manifest):
     proc = run_cli(*base, "-o", "activations=int8", "-o", "per_channel=no", "--format", "json", env=CONTRACT)
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(proc.stdout)["manifest"]
-    assert manifest["extra"]["options"] == {"activations": "int8", "per_channel": False, "method": "minmax",
-                                           "quant_format": "qdq", "float_preprocessing": True}
+    assert manifest["extra"]["options"] == {"activations": "int8", "weights": "int8", "per_channel": False,
+                                           "method": "minmax", "quant_format": "qdq", "float_preprocessing": True}
     assert manifest["quantization"]["weights"] == "int8 per-tensor"
 
 
