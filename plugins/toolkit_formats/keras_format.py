@@ -58,3 +58,8 @@ class KerasFormat(ModelFormat):
                 inputs.append(TensorSpec(str(layer.get("name", "input")), tuple(shape), str(layer.get("dtype") or
                                                                                            "float32")))
         return inputs, []
+
+    def describe(self, path: Path) -> dict[str, Any]:
+        """The precision of the weights, from the layers' dtype policies (a Keras model trains in float)."""
+        text = json.dumps(read_config(path))
+        return {"precision": "fp16" if '"float16"' in text or "mixed_float16" in text else "fp32"}
