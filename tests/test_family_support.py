@@ -43,6 +43,8 @@ def test_parity_thresholds_can_be_overridden_and_are_checked():
     assert not metrics.compare_outputs(ref, got, "classification", "int8")["passed"]
     loose = metrics.compare_outputs(ref, got, "classification", "int8", {"top1": 0.75})
     assert loose["passed"] and loose["rule"] == "top-1 agreement >= 0.75" and loose["thresholds"] == {"top1": 0.75}
+    assert "unused_thresholds" not in loose
+    assert metrics.compare_outputs(ref, got, "classification", "int8", {"nrmse": 0.5})["unused_thresholds"] == ["nrmse"]
     assert metrics.parse_thresholds({"nrmse": "0.2", "rtol": "1e-3"}) == {"nrmse": 0.2, "rtol": 1e-3}
     with pytest.raises(UnknownNameError, match="threshold 'top'") as e:
         metrics.parse_thresholds({"top": "0.9"})
@@ -173,9 +175,20 @@ def test_a_csv_with_a_missing_value_is_refused_with_its_line_and_column(tmp_path
     rows = [[i, "own", i % 2] for i in range(20)]
     rows[3][0] = ""
     path = _write_csv(tmp_path / "gaps.csv", ["income", "home", "label"], rows)
-    with pytest.raises(UsageError, match="line 5, column income is empty") as e:
+    with pytest.raises(UsageError, match="line 5, column income has no value") as e:
         userdata.file_dataset(str(path))
     assert "missing values" in e.value.hint
+    rows[3][0] = "NA"  # a word where the column has numbers
+    with pytest.raises(UsageError, match="line 5, column income has no value .'NA'."):
+        userdata.file_dataset(str(_write_csv(tmp_path / "na.csv", ["income", "home", "label"], rows)))
+    rows[3][0] = "inf"
+    with pytest.raises(UsageError, match="line 5, column income is not a finite number"):
+        userdata.file_dataset(str(_write_csv(tmp_path / "inf.csv", ["income", "home", "label"], rows)))
+    rows[3][0], rows[4][1] = 3, "none"  # in a column of words, "none" is a category like German credit's
+    assert userdata.file_dataset(str(_write_csv(tmp_path / "ok.csv", ["income", "home", "label"], rows))).categorical()
+    np.savez(tmp_path / "nan.npz", x=np.array([[1.0], [np.nan]] * 10), y=np.arange(20) % 2)
+    with pytest.raises(UsageError, match="not finite"):
+        userdata.file_dataset(str(tmp_path / "nan.npz"))
 
 
 def test_a_vocabulary_edited_after_training_is_refused_on_the_device_side_too(tmp_path):

@@ -140,7 +140,12 @@ def load_npz_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, 
                          "Name each array after its input: numpy.savez(path, **{name: array})")
     for spec in specs:
         arr = chosen[spec.name]
-        if np.dtype(spec.dtype) != arr.dtype:
+        try:
+            wanted = np.dtype(spec.dtype)
+        except TypeError:  # 'string' and other types numpy has no name for
+            raise UsageError(f"input '{spec.name}' takes {spec.dtype}, which the toolkit cannot feed",
+                             "Tokenise text outside the graph and give the model token ids (int32)") from None
+        if wanted != arr.dtype:
             raise UsageError(f"input '{spec.name}' in '{path}' is {arr.dtype}, the model wants {spec.dtype}",
                              f"Save it as {spec.dtype}")
     return chosen  # shapes are checked by check_shapes, as for generated inputs

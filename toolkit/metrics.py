@@ -122,10 +122,13 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
         per_output[name] = item
     agreements = [o["top1_agreement"] for o in per_output.values() if "top1_agreement" in o]
     diffs = [o["max_abs_diff"] for o in per_output.values() if "max_abs_diff" in o]
+    used = {"rtol", "atol"} if exact else {"top1" if "top-1" in r else "nrmse" for r in rules}
+    unused = sorted(set(given) - used)
     return {
         "passed": all(o.get("passed") for o in per_output.values()),
         "rule": "; ".join(sorted(rules)) or "same shapes",
         **({"thresholds": given} if given else {}),
+        **({"unused_thresholds": unused} if unused else {}),
         "outputs": per_output,
         "top1_agreement": min(agreements) if agreements else None,
         "max_abs_diff": max(diffs) if diffs else None,

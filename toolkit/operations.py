@@ -218,6 +218,9 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
                 e.message = f"checking {output.name} against {source.path.name}: {e.message}"
                 raise
             manifest.metrics["parity"] = parity
+            if parity.get("unused_thresholds") and on_note:
+                on_note(f"--parity {', '.join(parity['unused_thresholds'])} does not apply to this file's check "
+                        f"({parity['rule']})")
             if parity.get("evaluation"):  # the held-out score the artifact itself reached, beside its source's
                 manifest.metrics["evaluation"] = parity.pop("evaluation")
             if not parity["passed"]:

@@ -24,7 +24,9 @@ from .text import WordTokenizer
 SUFFIXES = (".csv", ".npz")
 MAX_CLASSES = 20
 TEXT_VOCABULARY, TEXT_LENGTH = 8000, 64
-MISSING = ("", "na", "nan", "null", "none", "?")
+# Written in place of a number, these mean "no value": a column of numbers with one of them is refused. In a
+# column of words they are a category like any other ("none" is one of German credit's).
+MISSING = ("na", "n/a", "null", "none", "?", "-")
 
 
 def is_data_file(name: str) -> bool:
@@ -97,6 +99,9 @@ class NpzDataset(FileDataset):
         if len(x) != len(y_all):
             raise UsageError(f"'{path.name}' has {len(x)} samples in x and {len(y_all)} in y", "Save as many of each")
         x = x.astype(np.float32) if x.dtype.kind == "f" else x
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise UsageError(f"'{path.name}' has {int((~np.isfinite(x)).sum())} values in x that are not finite "
+                             "numbers (NaN or infinity)", "Fill in or drop those samples")
         self._splits = {s: (x[i], y_all[i]) for s, i in idx.items()}
 
 
@@ -118,13 +123,15 @@ class CsvDataset(FileDataset):
                              "Fix the file")
         for line, row in enumerate(body, 2):
             for name, value in zip(header, row):
-                if value.strip().lower() in MISSING:
-                    raise UsageError(f"'{path.name}' line {line}, column {name} is empty ({value!r})",
+                if value.strip().lower() in ("", "nan"):
+                    raise UsageError(f"'{path.name}' line {line}, column {name} has no value ({value!r})",
                                      "Fill in or drop the rows with missing values")
         label = header.index("label") if "label" in header else len(header) - 1
         columns = {name: np.array([r[i] for r in body]) for i, name in enumerate(header)}
         y = self._set_task(_typed(columns.pop(header[label])))
         typed = {name: _typed(col) for name, col in columns.items()}
+        for name, col in typed.items():
+            _check_numbers(path, name, col)
         idx = {s: _split(len(y), s) for s in ("train", "test")}
         if len(typed) == 1 and next(iter(typed.values())).dtype.kind in "OUS":  # one text column
             texts = next(iter(typed.values())).astype(str)
@@ -145,6 +152,19 @@ class CsvDataset(FileDataset):
             self.categorical = lambda: {i: len(s["categories"]) for i, s in enumerate(specs) if "categories" in s}
             x = np.stack(cols, axis=1)
         self._splits = {s: (x[i], y[i]) for s, i in idx.items()}
+
+
+def _check_numbers(path: Path, name: str, col: np.ndarray) -> None:
+    """A column of numbers with "NA" or "?" in it (read as words), or with an infinity, cannot train a model."""
+    if col.dtype.kind == "f" and not np.isfinite(col).all():
+        line = int(np.flatnonzero(~np.isfinite(col))[0]) + 2
+        raise UsageError(f"'{path.name}' line {line}, column {name} is not a finite number ({col[line - 2]})",
+                         "Fill in or drop that row")
+    if col.dtype.kind in "OUS":
+        gaps = [i for i, v in enumerate(col) if str(v).strip().lower() in MISSING]
+        if gaps and len(gaps) < len(col) and _typed(np.delete(col, gaps)).dtype.kind in "iuf":
+            raise UsageError(f"'{path.name}' line {gaps[0] + 2}, column {name} has no value ({str(col[gaps[0]])!r})",
+                             "Fill in or drop the rows with missing values")
 
 
 def _typed(col: np.ndarray) -> np.ndarray:

@@ -366,6 +366,11 @@ class TFLiteToONNX(Converter):
         # manifest says it itself.
         precision = (source.manifest.precision if source.manifest else
                      model_format("tflite").describe(source.path).get("precision") or "fp32")
+        notes = []
+        if precision == "fp16":  # tf2onnx widens float16 weights: the .onnx holds float32 ones
+            precision, notes = "fp32", ["tf2onnx widened the float16 weights: the .onnx holds float32 ones, at "
+                                        "fp32's size"]
         return ConversionResult(precision=precision, quantization=source.manifest.quantization
-                                if source.manifest else None,
-                                versions=library_versions("tf2onnx", "onnx", "tflite"))
+                                if source.manifest and precision != "fp32" else None,
+                                versions=library_versions("tf2onnx", "onnx", "tflite"),
+                                details={"notes": notes} if notes else {})

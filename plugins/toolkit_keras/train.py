@@ -90,7 +90,8 @@ def train(family: Any, dataset: Any, epochs: int, output: Path, *, batch_size: i
 
     metrics: dict[str, Any] = {
         "dataset": dataset.name,
-        "train_samples": int(len(x)),
+        "train_samples": int(np.floor(len(x) * (1 - validation_split))),  # Keras holds out the last rows
+        "validation_samples": len(x) - int(np.floor(len(x) * (1 - validation_split))),
         "test_samples": int(len(xt)),
         "epochs": epochs,
         "epochs_run": len(history.history.get("loss", [])),
