@@ -149,6 +149,9 @@ def test_an_npz_with_or_without_its_own_test_split(tmp_path):
     a, b = userdata.file_dataset(str(tmp_path / "a.npz")), userdata.file_dataset(str(tmp_path / "b.npz"))
     assert len(a.load("train")[0]) == 16 and a.task == "classification"
     assert b.load("test")[0].tolist() == np.ones((4, 3)).tolist() and len(b.load("train")[1]) == 8
+    np.savez(tmp_path / "two.npz", a=np.zeros((10, 4)), b=np.ones((10, 2)), y=np.arange(10) % 2)
+    x, y = userdata.file_dataset(str(tmp_path / "two.npz")).load("train")
+    assert sorted(x) == ["a", "b"] and x["a"].shape == (8, 4) and x["b"].dtype == np.float32 and len(y) == 8
 
 
 @pytest.mark.parametrize("content, message", [

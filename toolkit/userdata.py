@@ -4,7 +4,8 @@ CSV: one row per sample with a header; the label is the column named `label` (el
 column and the label make a text dataset (token ids, with a vocabulary fitted on the training rows); otherwise
 every other column is a feature: numbers as they are, anything else as category codes (the mlp one-hots them in
 its graph). A label of words, or of at most 20 distinct integers, is a class; other numbers make a regression.
-NPZ: arrays `x` and `y`, or `x_train`, `y_train`, `x_test`, `y_test`; integer `y` is a class id.
+NPZ: arrays `x` and `y`, or `x_train`, `y_train`, `x_test`, `y_test`, or, for a model with several inputs, one
+array per input named after it and `y`; integer `y` is a class id.
 Without a test split the rows are split 80/20 by a fixed shuffle. Needs numpy only (pandas is not required).
 """
 
@@ -93,9 +94,23 @@ class NpzDataset(FileDataset):
         elif {"x", "y"} <= set(arrays):
             x, y_all = arrays["x"], self._set_task(arrays["y"])
             idx = {s: _split(len(x), s) for s in ("train", "test")}
+        elif "y" in arrays and len(arrays) > 1:  # several inputs, each named after the model's input
+            inputs = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items() if k != "y"}
+            y_all = self._set_task(arrays["y"])
+            if any(len(v) != len(y_all) for v in inputs.values()):
+                raise UsageError(f"the arrays in '{path.name}' hold different numbers of samples",
+                                 "Save as many samples in each")
+            for name, v in inputs.items():
+                if v.dtype.kind == "f" and not np.isfinite(v).all():
+                    raise UsageError(f"'{path.name}' has values in {name} that are not finite numbers",
+                                     "Fill in or drop those samples")
+            idx = {s: _split(len(y_all), s) for s in ("train", "test")}
+            self._splits = {s: ({k: v[i] for k, v in inputs.items()}, y_all[i]) for s, i in idx.items()}
+            return
         else:
             raise UsageError(f"'{path.name}' holds {', '.join(sorted(arrays)) or 'nothing'}",
-                             "Save arrays x and y (or x_train, y_train, x_test, y_test) with numpy.savez")
+                             "Save arrays x and y (or x_train, y_train, x_test, y_test, or one array per input, "
+                             "named after it, and y) with numpy.savez")
         if len(x) != len(y_all):
             raise UsageError(f"'{path.name}' has {len(x)} samples in x and {len(y_all)} in y", "Save as many of each")
         x = x.astype(np.float32) if x.dtype.kind == "f" else x

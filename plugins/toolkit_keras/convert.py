@@ -199,14 +199,19 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
         if scheme == "fp16":
             converter.target_spec.supported_types = [tf.float16]
         if scheme in CALIBRATED:
-            dtype = "float32" if float_input else str(getattr(spec.dtype, "name", spec.dtype))
-            calib = checked_calibration(options, TensorSpec(spec.name, tuple(spec.shape), dtype))
-
+            # Every input's samples, by name (a model may have several).
+            calibs = {}
+            for t in model.inputs:
+                dtype = str(getattr(t.dtype, "name", t.dtype))
+                dtype = "float32" if "float" in dtype else dtype
+                calibs[t.name] = checked_calibration(options, TensorSpec(t.name, tuple(t.shape), dtype)).astype(dtype)
+            count = min(len(c) for c in calibs.values())
             step = max(batch, 1)  # a fixed-batch signature takes exactly `batch` samples at a time
 
-            def representative() -> Iterator[list[np.ndarray]]:
-                for i in range(0, len(calib) - step + 1, step):
-                    yield [calib[i:i + step].astype(dtype)]
+            def representative() -> Iterator[Any]:
+                for i in range(0, count - step + 1, step):
+                    chunk = {name: c[i:i + step] for name, c in calibs.items()}
+                    yield chunk if len(chunk) > 1 else list(chunk.values())
 
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [

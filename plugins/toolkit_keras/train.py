@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.api import TensorSpec, TrainingResult, WordTokenizer, library_versions
+from toolkit.api import TensorSpec, TrainingResult, UsageError, WordTokenizer, library_versions
 
 KERAS_LIBS = ("edge-toolkit", "tensorflow-cpu", "tensorflow", "keras", "numpy")
 
@@ -42,6 +42,10 @@ def train(family: Any, dataset: Any, epochs: int, output: Path, *, batch_size: i
     dataset.require_available()
     x, y = dataset.load("train")
     xt, yt = dataset.load("test")
+    if not isinstance(x, np.ndarray):
+        raise UsageError(f"the {family.name} family takes one input, and '{dataset.name}' gives several "
+                         f"({', '.join(x)})", "Train a model with several inputs in Keras; the toolkit converts, "
+                         "quantizes and benchmarks it")
     if limit:
         x, y = x[:limit], y[:limit]
     classification = dataset.task == "classification"
