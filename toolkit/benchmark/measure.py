@@ -193,6 +193,18 @@ def load_session(artifact: Artifact, backend_name: str, threads: int | None, pro
     return backend, session
 
 
+def _dataset_shapes(session: Session, dataset: str, batch: int) -> dict[str, tuple[int, ...]]:
+    """Shapes for the inputs with open dimensions besides the batch, from the dataset's samples."""
+    open_inputs = [s for s in session.input_specs if any(d is None for d in s.shape[1:])]
+    if not open_inputs:
+        return {}
+    try:
+        fed = _feed(session, plugins.registries().datasets.get(dataset).load("test")[0])
+    except ToolkitError:
+        return {}  # the evaluation says what does not fit
+    return {s.name: (batch, *fed[s.name].shape[1:]) for s in open_inputs if fed[s.name].ndim == len(s.shape)}
+
+
 def measure(request: dict[str, Any]) -> dict[str, Any]:
     """Child entry point: one (model, backend) pair, returned as a BenchRecord dict."""
     req = BenchRequest.from_dict(request)
@@ -210,6 +222,9 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         shapes = {k: tuple(v.shape) for k, v in inputs.items()}
     else:
         overrides = {k: tuple(v) for k, v in req.shapes.items()}
+        if req.dataset:  # a dimension the model leaves open (a sequence length) is the dataset's
+            for name, shape in _dataset_shapes(session, req.dataset, req.batch).items():
+                overrides.setdefault(name, shape)
         shapes = resolve_shapes(session.input_specs, req.batch, overrides)
         check_input_sizes(session.input_specs, shapes)
         try:
