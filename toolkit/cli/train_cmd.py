@@ -25,10 +25,11 @@ class TrainCommand(PluginOptionsCommand):
         except Exception:  # help must show even when a plugin is broken
             return
         with formatter.section("Model families"):
-            formatter.write_dl([(m.name, f"{m.task}; default dataset {m.default_dataset}. {m.description}")
+            formatter.write_dl([(m.name, f"default dataset {m.default_dataset}. {m.description}")
                                 for m in regs.models] or [("(none)", "install a plugin that registers models")])
         with formatter.section("Datasets"):
-            formatter.write_dl([(d.name, f"{d.task}. {d.description}") for d in regs.datasets])
+            formatter.write_dl([(d.name, f"{d.task}. {d.description}") for d in regs.datasets]
+                               + [("FILE.csv|.npz", "your own data (docs/model-families.md)")])
 
 
 @click.command("train", cls=TrainCommand)
