@@ -213,7 +213,7 @@ def _publish(kind: str, choice: Choice, source: Artifact, output: Path, scheme: 
         candidate = Artifact(work, manifest, format_name=made["format"])
         if verify:
             try:
-                parity = check_parity(candidate, source, dataset or calibration, thresholds)
+                parity = check_parity(candidate, source, dataset or calibration, thresholds, check_inputs)
             except ToolkitError as e:
                 e.message = f"checking {output.name} against {source.path.name}: {e.message}"
                 raise
@@ -598,10 +598,12 @@ def _by_position(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarr
 
 
 def check_parity(candidate: Artifact, source: Artifact, dataset: str | None = None,
-                 thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """Run candidate and source on the same real inputs and compare every output by the task's rule."""
+                 thresholds: Mapping[str, float] | None = None,
+                 real_inputs: tuple[Any, str] | None = None) -> dict[str, Any]:
+    """Run candidate and source on the same real inputs (`real_inputs` when the caller has them already) and
+    compare every output by the task's rule."""
     inputs = candidate.manifest.inputs if candidate.manifest else []
-    x, data = _verification_inputs(inputs, source, dataset)
+    x, data = real_inputs or _verification_inputs(inputs, source, dataset)
     reference = predict_with_default_backend(source, x)
     got = _by_position(reference, predict_with_default_backend(candidate, x))
     task = source.task or (candidate.manifest.task if candidate.manifest else None)

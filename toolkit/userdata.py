@@ -150,8 +150,9 @@ class CsvDataset(FileDataset):
         idx = {s: _split(len(y), s) for s in ("train", "test")}
         if len(typed) == 1 and next(iter(typed.values())).dtype.kind in "OUS":  # one text column
             texts = next(iter(typed.values())).astype(str)
-            self.tokenizer = lambda: WordTokenizer.fit(texts[idx["train"]], TEXT_VOCABULARY, TEXT_LENGTH)
-            x: np.ndarray = WordTokenizer.fit(texts[idx["train"]], TEXT_VOCABULARY, TEXT_LENGTH).encode(list(texts))
+            tokenizer = WordTokenizer.fit(texts[idx["train"]], TEXT_VOCABULARY, TEXT_LENGTH)
+            self.tokenizer = lambda: tokenizer
+            x: np.ndarray = tokenizer.encode(list(texts))
         else:
             specs, cols = [], []
             for name, col in typed.items():

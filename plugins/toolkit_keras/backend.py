@@ -9,17 +9,14 @@ import numpy as np
 
 from toolkit.api import Artifact, Availability, Backend, BackendOptions, Session, TensorSpec, library_versions
 
+from .convert import dtype_name
 from .train import KERAS_LIBS
-
-
-def _dtype(tensor: Any) -> str:
-    return str(getattr(tensor.dtype, "name", tensor.dtype))
 
 
 class KerasSession(Session):
     def __init__(self, model: Any, artifact: Artifact):
         self.model = model
-        self.input_specs = [TensorSpec(t.name, tuple(t.shape), _dtype(t)) for t in model.inputs]
+        self.input_specs = [TensorSpec(t.name, tuple(t.shape), dtype_name(t)) for t in model.inputs]
         # Keras names outputs after layers; the manifest's names (e.g. logits) are the ones users see.
         declared = artifact.manifest.outputs if artifact.manifest else []
         names = [s.name for s in declared] if len(declared) == len(model.outputs) else \

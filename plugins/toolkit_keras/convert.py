@@ -39,6 +39,11 @@ def check_keras_zip(path: Path) -> None:
         return  # unreadable: Keras reports it below, as before
 
 
+def dtype_name(tensor: Any) -> str:
+    """A Keras tensor's dtype as numpy names it (Keras 3 gives a string, TensorFlow a DType)."""
+    return str(getattr(tensor.dtype, "name", tensor.dtype))
+
+
 def load_keras(path: Path) -> Any:
     check_keras_zip(path)
     import keras
@@ -179,7 +184,7 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
     if unrolled:
         notes.append(unrolled)
     spec = model.inputs[0]
-    float_input = "float" in str(getattr(spec.dtype, "name", spec.dtype))
+    float_input = "float" in dtype_name(spec)
     if scheme == "int16x8" and not float_input:
         raise UsageError(f"int16x8 needs float inputs, and '{source.path.name}' takes {spec.dtype} (token ids): "
                          "TFLite's 16x8 mode has no integer-input embedding kernels",
@@ -202,8 +207,7 @@ def _to_tflite(source: Artifact, output: Path, options: ConversionOptions, schem
             # Every input's samples, by name (a model may have several).
             calibs = {}
             for t in model.inputs:
-                dtype = str(getattr(t.dtype, "name", t.dtype))
-                dtype = "float32" if "float" in dtype else dtype
+                dtype = "float32" if "float" in dtype_name(t) else dtype_name(t)
                 calibs[t.name] = checked_calibration(options, TensorSpec(t.name, tuple(t.shape), dtype)).astype(dtype)
             count = min(len(c) for c in calibs.values())
             step = max(batch, 1)  # a fixed-batch signature takes exactly `batch` samples at a time

@@ -135,7 +135,7 @@ FLOAT_TYPES = (1, 10, 11, 16)  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT
 
 class OrtDynamicQuantizer(Quantizer):
     name = "onnxruntime-dynamic"
-    description = "ONNX Runtime dynamic quantization: int8 weights, activations quantized on the fly"
+    description = "ONNX Runtime dynamic quantization: uint8 (or int8) weights, activations quantized on the fly"
     source_formats = ("onnx",)
     target_format = "onnx"
     schemes = ("dynamic",)
