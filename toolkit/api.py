@@ -17,6 +17,7 @@ from .interfaces import (TASKS, Availability, Backend, BackendOptions, Conversio
                          TrainingResult)
 from .records import BenchFailure, BenchRecord, BenchRequest
 from .specs import Quantization, TensorSpec
+from .profiles import ProfileError, load_profile, target_from_dict
 from .text import WordTokenizer
 
 API_VERSION = 1
@@ -67,6 +68,8 @@ __all__ = [
     # helpers
     "library_versions", "sha256_file", "first_line", "report_phase", "report_progress", "calibration_record",
     "checked_calibration", "model_format", "read_specs", "registries", "host_environment",
+    # device profiles: a TOML file or a table, checked field by field
+    "load_profile", "target_from_dict", "ProfileError",
     # text models: tokenisation outside the graph, with the vocabulary beside the artifact
     "WordTokenizer",
 ]

@@ -81,6 +81,13 @@ class ModelFormat(Pluggable):
         Called in a child process, so it may parse the whole file."""
         return {}
 
+    def footprint(self, path: Path) -> dict[str, Any]:
+        """What the model needs on a device, for `toolkit targets check`: `weights_bytes`, `peak_activation_bytes`
+        (the most activation memory alive at once, batch 1), `ops` (operator name -> count, every subgraph) and
+        `dynamic_shapes` (whether an input has a dynamic dimension). Raise NotImplementedError where the format
+        cannot tell (the default): the memory and operator checks then say they could not be made."""
+        raise NotImplementedError
+
 
 # ---------------------------------------------------------------------------------------------- data
 class Dataset(Pluggable):
@@ -297,20 +304,31 @@ class Backend(Pluggable):
 # ---------------------------------------------------------------------------------------------- devices
 @dataclass
 class Target:
-    """A device profile: what a board is, so that artifacts and benchmarks can be matched to it."""
+    """A device profile: what a board is, so that artifacts can be checked against it and benchmarks run on it.
+
+    Profiles are TOML files (docs/targets.md lists every field); `toolkit.api.target_from_dict` checks one."""
 
     name: str
     description: str = ""
     arch: str = ""
+    cpu: str = ""
     isa: list[str] = field(default_factory=list)
     cores: int | None = None
-    ram_mb: int | None = None
-    storage_mb: int | None = None
+    ram_mb: float | None = None
+    storage_mb: float | None = None
     accelerators: list[str] = field(default_factory=list)
-    runtimes: dict[str, str] = field(default_factory=dict)
+    runtimes: dict[str, str] = field(default_factory=dict)  # distribution -> version requirement (or version)
+    formats: list[str] = field(default_factory=list)  # model formats its runtimes load
+    delegates: list[str] = field(default_factory=list)  # delegates / execution providers besides the CPU's
+    precisions: list[str] = field(default_factory=list)  # fp32, fp16, dynamic, int8, int16x8; empty: any
+    ops: dict[str, list[str]] = field(default_factory=dict)  # format -> the only operators it runs; absent: any
+    weights_in_ram: bool = True  # False where weights stay in flash (microcontrollers): RAM holds activations
+    dynamic_shapes: bool = True  # whether its runtime resizes inputs at run time
+    latency_budget_ms: float | None = None
     connection: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
-    python: str = "python3"
+    python: str = "python3"  # the device's interpreter, for runners that measure there; "" where none runs
     detected: bool = False
+    source: str = ""  # the file it was read from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

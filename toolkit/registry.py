@@ -128,6 +128,42 @@ class DatasetRegistry(Registry[Dataset]):
         return super().get(name)
 
 
+class TargetRegistry(Registry[Target]):
+    """Targets by name: the plugins' profiles, then the user's (TOOLKIT_TARGETS_PATH, read when first asked for,
+    so a bad user profile stops only the commands that use targets), and `scheme://...` URLs, made into a target
+    for the runner of that name (ssh://pi@raspberrypi.local:22)."""
+
+    def __init__(self, kind: Kind):
+        super().__init__(kind)
+        self._user_loaded = False
+
+    def _load_user(self) -> None:
+        if self._user_loaded:
+            return
+        from . import profiles
+
+        for target in profiles.user_profiles():  # ProfileError names the file and field
+            self._items[target.name] = target  # a user's profile replaces a shipped one of the same name
+            self._owners[target.name] = f"{profiles.PATH_ENV} ({target.source})"
+        self._user_loaded = True
+
+    def get(self, name: str) -> Target:
+        if "://" in name:
+            from . import profiles
+
+            return profiles.target_from_url(name)
+        self._load_user()
+        return super().get(name)
+
+    def names(self) -> list[str]:
+        self._load_user()
+        return super().names()
+
+    def __contains__(self, name: object) -> bool:
+        self._load_user()
+        return super().__contains__(name)
+
+
 class Registries:
     """Everything the loaded plugins registered: one typed Registry per kind, as attributes (`.backends`)."""
 
@@ -143,7 +179,8 @@ class Registries:
 
     def __init__(self) -> None:
         for kind in KINDS:
-            setattr(self, kind.name, DatasetRegistry(kind) if kind.name == "datasets" else Registry(kind))
+            special = {"datasets": DatasetRegistry, "targets": TargetRegistry}.get(kind.name, Registry)
+            setattr(self, kind.name, special(kind))
 
     def kinds(self) -> dict[str, Registry[Any]]:
         return {kind.name: getattr(self, kind.name) for kind in KINDS}

@@ -163,6 +163,9 @@ class OnnxFormat(ModelFormat):
                 out["precision"] = "fp32"
         return out
 
+    def footprint(self, path: Path) -> dict[str, Any]:
+        return footprint(load_graph(path), path)
+
     def inspect(self, path: Path) -> dict[str, Any]:
         model = load_graph(path)
         ops = collections.Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
@@ -214,3 +217,50 @@ def _macs(model: Any) -> int | None:
         elif node.op_type in _MATMUL:
             total += math.prod(out) * _inner_size(node, shapes)
     return int(total)
+
+
+def footprint(model: Any, path: Path) -> dict[str, Any]:
+    """Weight bytes (initializers, external data by its declared length) and the peak of activation bytes alive
+    at once when the nodes run in graph order, from ONNX's shape inference with a dynamic dimension counted as
+    1; a tensor whose shape inference cannot tell is left out (the estimate says so)."""
+    import onnx
+
+    weights = 0
+    for init in model.graph.initializer:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize if init.data_type else 4
+        weights += math.prod(init.dims) * itemsize
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a graph shape inference cannot follow: weights only
+        inferred = model
+    sizes: dict[str, int] = {}
+    unknown = 0
+    for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        t = v.type.tensor_type
+        if not v.type.HasField("tensor_type") or not t.HasField("shape") or not t.elem_type:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim]
+        sizes[v.name] = math.prod(dims) * onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize
+    constants = {i.name for i in model.graph.initializer}
+    nodes = list(model.graph.node)
+    end = len(nodes)
+    first = {v.name: -1 for v in model.graph.input if v.name not in constants}
+    last = {v.name: end for v in model.graph.output}
+    for i, node in enumerate(nodes):
+        for name in node.output:
+            first.setdefault(name, i)
+        for name in node.input:
+            if name:
+                last[name] = max(last.get(name, i), i)
+    for name in first:
+        if name not in sizes:
+            unknown += 1
+    peak = 0
+    for step in range(-1, end + 1):
+        peak = max(peak, sum(sizes.get(n, 0) for n, f in first.items() if f <= step <= last.get(n, f)))
+    counts = collections.Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                                 for n in nodes)
+    dynamic = any(not d.HasField("dim_value") for v in model.graph.input if v.name not in constants
+                  for d in v.type.tensor_type.shape.dim)
+    return {"weights_bytes": int(weights), "peak_activation_bytes": int(peak), "ops": dict(sorted(counts.items())),
+            "dynamic_shapes": dynamic, "unknown_shapes": unknown}

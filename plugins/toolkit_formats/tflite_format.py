@@ -36,6 +36,11 @@ class TFLiteFormat(ModelFormat):
         info = _read(path)
         return info.inputs, info.outputs
 
+    def footprint(self, path: Path) -> dict[str, Any]:
+        from .tflite_reader import footprint_bytes
+
+        return footprint_bytes(path.read_bytes(), str(path))
+
     def describe(self, path: Path) -> dict[str, Any]:
         info = _read(path)
         out: dict[str, Any] = {"ops": info.ops}

@@ -311,3 +311,69 @@ class _Reader:
             return raw.split(b"\0", 1)[0].decode("utf-8")
         except UnicodeDecodeError:
             self.fail(f"a {what} is not UTF-8 text")
+
+
+def footprint_bytes(data: bytes, name: str = "model") -> dict[str, Any]:
+    """What running the model costs in memory, from the file alone: weight bytes (constant buffers), and the
+    peak of activation bytes alive at once when the main subgraph's operators run in order (a tensor lives from
+    the operator that makes it to the last one that reads it; inputs, outputs and variables throughout), with
+    a dynamic dimension counted as 1. Also operator counts over every subgraph."""
+    info = read_tflite_bytes(data, name)  # every offset checked before the accessors below read them
+    model = Model.GetRootAs(data, 0)
+    buffer_sizes = [model.Buffers(i).DataLength() if not model.BuffersIsNone() else 0
+                    for i in range(model.BuffersLength())]
+    names = [_OP_NAMES.get(max(_builtin(model.OperatorCodes(i)), model.OperatorCodes(i).DeprecatedBuiltinCode()),
+                           "CUSTOM") for i in range(model.OperatorCodesLength())]
+    counts: dict[str, int] = {}
+    for s in range(model.SubgraphsLength()):
+        sub = model.Subgraphs(s)
+        for o in range(sub.OperatorsLength()):
+            op_name = names[sub.Operators(o).OpcodeIndex()]
+            if op_name == "CUSTOM":
+                op_name = model.OperatorCodes(sub.Operators(o).OpcodeIndex()).CustomCode().decode("utf-8", "replace")
+            counts[op_name] = counts.get(op_name, 0) + 1
+    main = model.Subgraphs(0)
+    n = main.TensorsLength()
+    size = [0] * n
+    constant = [False] * n
+    dynamic = False
+    for t in range(n):
+        tensor = main.Tensors(t)
+        dims = [int(d) for d in (tensor.ShapeSignatureAsNumpy() if tensor.ShapeSignatureLength() else
+                                 tensor.ShapeAsNumpy() if tensor.ShapeLength() else [])]
+        dynamic |= any(d < 0 for d in dims)
+        itemsize = np.dtype(_DTYPES[tensor.Type()]).itemsize if _DTYPES[tensor.Type()] not in ("bytes", "object") \
+            else 8
+        elements = int(np.prod([max(1, d) for d in dims], dtype=np.int64)) if dims else 1
+        buffer = tensor.Buffer()
+        constant[t] = 0 < buffer < len(buffer_sizes) and buffer_sizes[buffer] > 0
+        size[t] = buffer_sizes[buffer] if constant[t] else elements * itemsize
+        if tensor.IsVariable():
+            constant[t] = False
+    ops = [main.Operators(o) for o in range(main.OperatorsLength())]
+    end = len(ops)
+    first = {int(t): -1 for t in main.InputsAsNumpy()} if main.InputsLength() else {}
+    last = {int(t): end for t in main.OutputsAsNumpy()} if main.OutputsLength() else {}
+    for t in range(n):
+        if main.Tensors(t).IsVariable():
+            first[t], last[t] = -1, end
+    for i, op in enumerate(ops):
+        for t in (op.OutputsAsNumpy() if op.OutputsLength() else []):
+            first.setdefault(int(t), i)
+        for t in (op.InputsAsNumpy() if op.InputsLength() else []):
+            if t >= 0:
+                last[int(t)] = max(last.get(int(t), i), i)
+    weights = sum(size[t] for t in range(n) if constant[t])
+    peak = 0
+    activations = [t for t in first if not constant[t]]
+    for step in range(-1, end + 1):
+        live = sum(size[t] for t in activations if first[t] <= step <= last.get(t, first[t]))
+        peak = max(peak, live)
+    return {"weights_bytes": int(weights), "peak_activation_bytes": int(peak), "ops": dict(sorted(counts.items())),
+            "dynamic_shapes": bool(dynamic or any(d is None for s in info.inputs for d in s.shape)),
+            "subgraphs": model.SubgraphsLength(), "tensor_dtypes": list(info.tensor_dtypes)}
+
+
+def _builtin(code: Any) -> int:
+    at = code._tab.Offset(_OPCODE_BUILTIN)
+    return code._tab.Get(number_types.Int32Flags, code._tab.Pos + at) if at else 0

@@ -24,7 +24,7 @@ BUILTIN_COMMANDS = {
     "quantize": ("toolkit.cli.quantize_cmd", "quantize", "Quantize a model (int8, ...), calibrated on real data."),
     "bench": ("toolkit.cli.bench_cmd", "bench", "Benchmark models on one or more backends; outputs checked."),
     "inspect": ("toolkit.cli.inspect_cmd", "inspect", "Show a model's tensors, operators, weights, MACs and manifest."),
-    "targets": ("toolkit.cli.targets_cmd", "targets", "List device profiles and the detected host."),
+    "targets": ("toolkit.cli.targets_cmd", "targets", "Device profiles, and checks of a model against them."),
     "plugins": ("toolkit.cli.plugins_cmd", "plugins", "List installed plugins and what they register."),
 }
 
