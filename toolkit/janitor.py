@@ -110,12 +110,29 @@ def untrack_path(path: str | os.PathLike) -> None:
     _send("-path", os.path.abspath(path))
 
 
+_groups: set[int] = set()  # the same groups, known here too: kill_tracked_groups() ends them on a Ctrl-C
+
+
 def track_group(pgid: int) -> None:
+    _groups.add(pgid)
     _send("+group", pgid)
 
 
 def untrack_group(pgid: int) -> None:
+    _groups.discard(pgid)
     _send("-group", pgid)
+
+
+def kill_tracked_groups() -> None:
+    """Kill every process group this process still tracks (children, ssh sessions): their owners' threads then
+    see them gone and clean up."""
+    import signal
+
+    for pgid in list(_groups):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def owner_tag() -> str:

@@ -7,47 +7,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+# The task metrics are part of the measuring protocol, which also runs on devices without the toolkit.
+from .benchmark.protocol import add_sums, finish_metrics, per_sample, task_metrics  # noqa: F401
+
 # fp32 artifacts must give the source's outputs: different kernels reorder float sums, nothing more.
 TOLERANCES = {"fp32": (1e-4, 1e-4), "fp16": (2e-2, 2e-2)}  # precision: (rtol, atol)
 # A quantized classifier must pick the same class as its source on at least this share of real inputs.
 QUANTIZED_MIN_TOP1_AGREEMENT = 0.97
 # Any other quantized output: its error may be at most this share of the spread of the source's values.
 QUANTIZED_MAX_NRMSE = 0.1
-
-
-def per_sample(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    return a.reshape(len(a), -1) if a.ndim else a.reshape(1, 1)
-
-
-def task_metrics(task: str, output: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Sums over one batch, to be combined by finish_metrics: classification counts correct top-1 answers;
-    regression sums absolute and squared errors."""
-    out = per_sample(np.asarray(output, dtype=np.float64))
-    if len(out) != len(targets):
-        raise ValueError(f"{len(out)} answers for {len(targets)} samples")
-    if task == "classification":
-        return {"correct": float((out.argmax(axis=1) == np.asarray(targets).reshape(-1)).sum()), "n": float(len(out))}
-    y = per_sample(np.asarray(targets, dtype=np.float64))
-    if y.shape != out.shape:
-        raise ValueError(f"targets of shape {list(y.shape)} do not fit outputs of shape {list(out.shape)}")
-    err = out - y
-    return {"abs": float(np.abs(err).sum()), "sq": float((err ** 2).sum()), "count": float(err.size),
-            "n": float(len(out))}
-
-
-def finish_metrics(task: str, sums: Mapping[str, float]) -> dict[str, Any]:
-    n = int(sums.get("n", 0))
-    if task == "classification":
-        return {"top1": sums["correct"] / n if n else None, "samples": n}
-    count = sums.get("count", 0)
-    return {"mae": sums["abs"] / count if count else None,
-            "rmse": float(np.sqrt(sums["sq"] / count)) if count else None, "samples": n}
-
-
-def add_sums(total: dict[str, float], part: Mapping[str, float]) -> None:
-    for k, v in part.items():
-        total[k] = total.get(k, 0.0) + v
 
 
 def headline(task: str | None, evaluation: Mapping[str, Any] | None) -> tuple[str, float] | None:

@@ -103,6 +103,8 @@ class BenchRequest:
     options: dict[str, Any] = field(default_factory=dict)  # the backend's declared options (-o key=value)
     runner: str = "local"
     target: str | None = None
+    # How the runner reaches the target: kind, host, user, port, ssh_config, python (from its profile or URL).
+    connection: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -72,19 +72,15 @@ class TensorSpec:
 
     def quantize(self, real: np.ndarray) -> np.ndarray:
         """Turn real values into this tensor's dtype (a no-op for float tensors)."""
-        if self.quantization is None or np.issubdtype(np.dtype(self.dtype), np.floating):
-            return real.astype(self.dtype, copy=False)
-        q = self.quantization
-        info = np.iinfo(np.dtype(self.dtype))
-        values = np.round(real / q.scale[0]) + q.zero_point[0]
-        return np.clip(values, info.min, info.max).astype(self.dtype)
+        from .benchmark.protocol import quantize
+
+        return quantize(real, self.to_dict())
 
     def dequantize(self, values: np.ndarray) -> np.ndarray:
         """Turn this tensor's values into real numbers (float32)."""
-        if self.quantization is None or np.issubdtype(values.dtype, np.floating):
-            return values.astype(np.float32, copy=False)
-        q = self.quantization
-        return (values.astype(np.float32) - q.zero_point[0]) * np.float32(q.scale[0])
+        from .benchmark.protocol import dequantize
+
+        return dequantize(values, self.to_dict())
 
 
 def specs_to_dicts(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:

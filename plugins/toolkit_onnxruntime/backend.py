@@ -11,33 +11,15 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, PluginOption, Session,
-                         TensorSpec, UsageError, first_line, library_versions, read_specs)
+                         TensorSpec, UsageError, library_versions, read_specs)
 
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-
-ONNX_DTYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16", "tensor(uint16)": "uint16",
-    "tensor(int32)": "int32", "tensor(uint32)": "uint32", "tensor(int64)": "int64", "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-}
-
+from . import device
 
 def _spec(arg: Any, is_input: bool = True) -> TensorSpec:
-    dtype = ONNX_DTYPES.get(arg.type)
-    if dtype is None:
-        if not is_input:  # e.g. a classifier's seq(map(...)) output: it is returned as ORT gives it
-            return TensorSpec(arg.name, (), arg.type)
-        raise UsageError(f"input '{arg.name}' has type {arg.type}, which the toolkit cannot generate or feed",
-                         "Only numeric and bool tensor inputs are supported")
-    dims = arg.shape or []
-    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
-    names = tuple(d if isinstance(d, str) else None for d in dims)
-    return TensorSpec(arg.name, shape, dtype, None, names if any(names) else ())
+    try:
+        return TensorSpec.from_dict(device.spec_dict(arg, is_input))
+    except device.LoadError as e:
+        raise UsageError(str(e), e.hint) from None
 
 
 def _with_quantization(specs: list[TensorSpec], artifact: Artifact, inputs: bool) -> list[TensorSpec]:
@@ -72,10 +54,7 @@ class OrtSession(Session):
         return functools.partial(self.session.run, self._out_names, inputs)
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"requested": self.requested, "providers": self.session.get_providers()}
-        if self.fallback:
-            out["fallback"] = self.fallback
-        return out
+        return device.describe(self.session, self.requested, self.fallback)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -83,7 +62,8 @@ class OnnxRuntimeBackend(Backend):
     formats = ("onnx",)
     extra = "onnx"
     priority = 10
-    providers = tuple(PROVIDERS)
+    providers = tuple(device.PROVIDERS)
+    device_module = "toolkit_onnxruntime.device"
     description = "ONNX models on ONNX Runtime (cpu, cuda, tensorrt providers)"
     options = (
         PluginOption("graph_optimization", str, "all", "ORT graph optimisation level",
@@ -100,40 +80,9 @@ class OnnxRuntimeBackend(Backend):
         return library_versions("onnxruntime", "onnxruntime-gpu", "numpy")
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
-        import onnxruntime as ort
-
-        requested = options.provider or "cpu"
-        wanted = PROVIDERS[requested]
-        so = ort.SessionOptions()
-        so.log_severity_level = 3  # warnings about fallbacks are reported by describe(), not printed by ORT
-        if options.threads:
-            so.intra_op_num_threads = options.threads
-        if options.extra.get("inter_op_threads"):
-            so.inter_op_num_threads = int(options.extra["inter_op_threads"])
-        level = options.extra.get("graph_optimization") or "all"
-        so.graph_optimization_level = {
-            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[level]
         try:
-            session = ort.InferenceSession(str(artifact.path), sess_options=so, providers=wanted)
-        except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf/NotImplemented types
-            text = first_line(e)
-            text = text if len(text) <= 300 else text[:300] + "..."
-            if "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text:
-                # A valid file this build of ONNX Runtime has no kernel for: not the file's fault.
-                raise UsageError(f"onnxruntime has no kernel for part of '{artifact.path.name}': {text}",
-                                 "Try another --backend, or re-export the model with a newer opset") from None
-            if "bad_alloc" in text:  # the child's memory limit, or the machine's: not a damaged file
-                raise UsageError(f"onnxruntime ran out of memory loading '{artifact.path.name}' ({text})",
-                                 "Raise the limit with --memory-limit MB if the machine has the memory") from None
-            raise ModelFileError(f"onnxruntime cannot load '{artifact.path.name}': {text}",
-                                 "Check the file is a complete, valid .onnx model") from None
-        running = session.get_providers()
-        fallback = None
-        if wanted[0] not in running:
-            installed = ort.get_available_providers()
-            why = ("this onnxruntime build does not include it: pip install onnxruntime-gpu"
-                   if wanted[0] not in installed else "it failed to initialise (drivers, CUDA/cuDNN/TensorRT libraries)")
-            fallback = f"{wanted[0]} is not running, {running[0]} runs instead: {why}"
+            session, requested, fallback = device.create_session(str(artifact.path), options.threads,
+                                                                 options.provider, options.extra)
+        except device.LoadError as e:
+            raise (ModelFileError if e.kind == "model" else UsageError)(str(e), e.hint) from None
         return OrtSession(session, requested, fallback, artifact)

@@ -14,33 +14,22 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, MissingRuntimeError, ModelFileError,
-                         PluginOption, Quantization, Session, TensorSpec, UsageError, first_line, library_versions)
+                         PluginOption, Session, TensorSpec, UsageError, first_line, library_versions)
+
+from . import device
 
 
 def _spec(detail: dict[str, Any]) -> TensorSpec:
     """A TensorSpec from an interpreter's get_input_details()/get_output_details() entry."""
-    signature = detail.get("shape_signature", detail["shape"])
-    shape = tuple(None if int(d) < 0 else int(d) for d in signature)
-    qp = detail.get("quantization_parameters") or {}
-    scales, zeros = qp.get("scales", np.array([])), qp.get("zero_points", np.array([]))
-    quant = None
-    if len(scales):
-        quant = Quantization(tuple(float(s) for s in scales), tuple(int(z) for z in zeros),
-                             int(qp.get("quantized_dimension", 0)) if len(scales) > 1 else None)
-    return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name, quant)
+    return TensorSpec.from_dict(device.spec_dict(detail))
 
 
 def _runtime() -> tuple[str, Any]:
     """(distribution name, interpreter module) of the best installed TFLite runtime."""
-    if importlib.util.find_spec("ai_edge_litert") is not None:
-        from ai_edge_litert import interpreter
-
-        return "ai-edge-litert", interpreter
-    if importlib.util.find_spec("tflite_runtime") is not None:
-        from tflite_runtime import interpreter  # type: ignore[import-not-found]
-
-        return "tflite-runtime", interpreter
-    raise MissingRuntimeError("a TFLite runtime (ai-edge-litert)", "tflite")
+    try:
+        return device.runtime()
+    except ImportError:
+        raise MissingRuntimeError("a TFLite runtime (ai-edge-litert)", "tflite") from None
 
 
 class TFLiteSession(Session):
@@ -53,15 +42,8 @@ class TFLiteSession(Session):
         self.output_specs = [_spec(d) for d in self._out]
 
     def resize(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        changed = False
         try:
-            for detail in self.interpreter.get_input_details():
-                want = shapes.get(detail["name"])
-                if want is not None and tuple(detail["shape"]) != tuple(want):
-                    self.interpreter.resize_tensor_input(detail["index"], list(want))
-                    changed = True
-            if changed:
-                self.interpreter.allocate_tensors()
+            device.resize_inputs(self.interpreter, shapes)
         except (ValueError, RuntimeError) as e:
             # The graph cannot take these shapes (a damaged shape signature, a --shape it was not made for).
             wanted = ", ".join(f"{k} {list(v)}" for k, v in shapes.items())
@@ -90,6 +72,7 @@ class TFLiteBackend(Backend):
     formats = ("tflite",)
     extra = "tflite"
     priority = 10
+    device_module = "toolkit_tflite.device"
     description = "TFLite models on LiteRT (ai-edge-litert), XNNPACK by default"
     options = (PluginOption("xnnpack", bool, True, "apply the XNNPACK delegate (off: LiteRT's reference kernels)"),)
 
@@ -109,18 +92,11 @@ class TFLiteBackend(Backend):
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
         runtime, module = _runtime()
         use_xnnpack = bool(options.extra.get("xnnpack", True))
-        kwargs: dict[str, Any] = {"num_threads": options.threads}
-        if not use_xnnpack and hasattr(module, "OpResolverType"):
-            kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            # model_content runs the flatbuffer verifier; model_path would skip it.
-            interpreter = module.Interpreter(model_content=artifact.path.read_bytes(), **kwargs)
-            interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            hint = "Check the file is a complete .tflite model made for this runtime"
-            if runtime == "tflite-runtime":  # it predates the op versions TF 2.21 writes (FULLY_CONNECTED v12)
-                hint = "tflite-runtime 2.14 cannot run ops newer TensorFlow writes: pip install ai-edge-litert"
-            raise ModelFileError(f"{runtime} cannot load '{artifact.path}': {first_line(e)}", hint) from None
+            interpreter = device.make_interpreter(module, runtime, artifact.path.read_bytes(), str(artifact.path),
+                                                  options.threads, use_xnnpack)
+        except device.LoadError as e:
+            raise ModelFileError(str(e), e.hint) from None
         precision = artifact.precision
         delegate = "xnnpack" if use_xnnpack and precision != "int16x8" else "builtin kernels"
         return TFLiteSession(interpreter, runtime, delegate)

@@ -1,5 +1,6 @@
-"""The built-in `local` runner: each pair in a fresh child process on this machine. The core registers it through
-the same register_runners hook a plugin uses, so it is there whatever plugins are allowed or blocked."""
+"""The built-in `local` runner: each pair in a fresh child process on this machine. The core registers it, and the
+`ssh` runner (ssh.py), through the same register_runners hook a plugin uses, so they are there whatever plugins
+are allowed or blocked."""
 
 from __future__ import annotations
 
@@ -41,4 +42,7 @@ class LocalRunner(Runner):
 
 @hookimpl
 def register_runners(register):
+    from .ssh import SshRunner
+
     register(LocalRunner())
+    register(SshRunner())

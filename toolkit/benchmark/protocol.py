@@ -238,3 +238,58 @@ def check_outputs(outputs: Mapping[str, Any], specs: Sequence[Mapping[str, Any]]
                                 f"{fmt_shape(spec['shape'])}")
         if batch is not None and follows_batch(spec, batch_dim_name) and value.shape[0] != batch:
             raise ProtocolError(f"output '{spec['name']}' has {value.shape[0]} rows for a batch of {batch}")
+
+
+# ---------------------------------------------------------------------------------------------- task metrics
+def per_sample(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return a.reshape(len(a), -1) if a.ndim else a.reshape(1, 1)
+
+
+def task_metrics(task: str, output: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Sums over one batch, to be combined by finish_metrics: classification counts correct top-1 answers;
+    regression sums absolute and squared errors."""
+    out = per_sample(np.asarray(output, dtype=np.float64))
+    if len(out) != len(targets):
+        raise ValueError(f"{len(out)} answers for {len(targets)} samples")
+    if task == "classification":
+        return {"correct": float((out.argmax(axis=1) == np.asarray(targets).reshape(-1)).sum()), "n": float(len(out))}
+    y = per_sample(np.asarray(targets, dtype=np.float64))
+    if y.shape != out.shape:
+        raise ValueError(f"targets of shape {list(y.shape)} do not fit outputs of shape {list(out.shape)}")
+    err = out - y
+    return {"abs": float(np.abs(err).sum()), "sq": float((err ** 2).sum()), "count": float(err.size),
+            "n": float(len(out))}
+
+
+def finish_metrics(task: str, sums: Mapping[str, float]) -> dict[str, Any]:
+    n = int(sums.get("n", 0))
+    if task == "classification":
+        return {"top1": sums["correct"] / n if n else None, "samples": n}
+    count = sums.get("count", 0)
+    return {"mae": sums["abs"] / count if count else None,
+            "rmse": float(np.sqrt(sums["sq"] / count)) if count else None, "samples": n}
+
+
+def add_sums(total: dict[str, float], part: Mapping[str, float]) -> None:
+    for k, v in part.items():
+        total[k] = total.get(k, 0.0) + v
+
+
+# ---------------------------------------------------------------------------------------------- quantization
+def quantize(real: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Real values in a tensor spec's dtype: through its scale and zero point when it is a quantized integer."""
+    q = spec.get("quantization")
+    if not q or np.issubdtype(np.dtype(spec["dtype"]), np.floating):
+        return np.asarray(real).astype(spec["dtype"], copy=False)
+    info = np.iinfo(np.dtype(spec["dtype"]))
+    values = np.round(np.asarray(real) / q["scale"][0]) + q["zero_point"][0]
+    return np.clip(values, info.min, info.max).astype(spec["dtype"])
+
+
+def dequantize(values: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """A tensor's values as real numbers (float32)."""
+    q = spec.get("quantization")
+    if not q or np.issubdtype(values.dtype, np.floating):
+        return values.astype(np.float32, copy=False)
+    return (values.astype(np.float32) - q["zero_point"][0]) * np.float32(q["scale"][0])

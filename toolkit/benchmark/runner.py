@@ -98,6 +98,8 @@ def failure(request: BenchRequest, error: ToolkitError, details: str | None = No
     # The model as the user typed it when that was a relative path (data/conv/model.onnx), else its file name.
     shown = request.model if not Path(request.model).is_absolute() else Path(request.model).name
     where = f"{shown} on {request.backend}" if request.backend else shown
+    if request.target:
+        where += f" at {request.target}"
     return BenchFailure(model=request.model, backend=request.backend, error=one_line_text(f"{where}: {error.one_line()}"),
                         exit_code=error.exit_code, status=status,
                         details=details if details and debug_enabled() else None)
@@ -165,14 +167,54 @@ def plan(models: Iterable[str], backends: list[str], template: BenchRequest,
 
 def run_all(requests: list[BenchRequest], on_done: Callable[[Record], None] | None = None,
             records: list[Record] | None = None) -> list[Record]:
-    """Run every request in turn, appending to `records` as each finishes (so an interrupted run keeps what
-    finished)."""
+    """Run every request, appending to `records` as each finishes (so an interrupted run keeps what finished).
+
+    Requests for one target run in turn (two measurements on one machine would disturb each other); different
+    targets run in parallel, each in its own thread, so a slow or dead device holds up only its own results. On
+    Ctrl-C the running children and ssh sessions are killed (the janitor tracks them all) and the interrupt is
+    raised once every thread has stopped."""
     records = [] if records is None else records
+    groups: dict[str | None, list[BenchRequest]] = {}
     for req in requests:
-        record = run_pair(req)
-        records.append(record)
-        if on_done:
-            on_done(record)
+        groups.setdefault(req.target, []).append(req)
+    if len(groups) <= 1:
+        for req in requests:
+            record = run_pair(req)
+            records.append(record)
+            if on_done:
+                on_done(record)
+        return records
+    import threading
+
+    lock, stop = threading.Lock(), threading.Event()
+
+    def run_group(group: list[BenchRequest]) -> None:
+        for req in group:
+            if stop.is_set():
+                return
+            record = run_pair(req)
+            if stop.is_set():  # killed by the interrupt: not a result
+                return
+            with lock:
+                records.append(record)
+                if on_done:
+                    on_done(record)
+
+    threads = [threading.Thread(target=run_group, args=(g,), daemon=True) for g in groups.values()]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+    except KeyboardInterrupt:
+        stop.set()
+        from .. import janitor
+
+        janitor.kill_tracked_groups()
+        for t in threads:
+            t.join(5)
+        raise
     return records
 
 

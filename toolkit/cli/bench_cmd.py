@@ -41,6 +41,38 @@ def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[st
     return per
 
 
+def target_templates(template, names, ssh_config, remote_python):
+    """One request template per --target: its runner (the connection's kind), its name and its connection."""
+    from dataclasses import replace
+
+    from .. import plugins
+
+    regs = plugins.registries()
+    out, seen = [], set()
+    for name in names:
+        target = regs.targets.get(name)  # a profile, or a URL made into one; unknown names get a "did you mean"
+        if target.name in seen:
+            raise UsageError(f"--target {name} is given twice", "Give each target once")
+        seen.add(target.name)
+        conn = dict(target.connection)
+        kind = conn.get("kind", "local")
+        if kind not in regs.runners:
+            raise UsageError(
+                f"target {target.name} is reached over '{kind}', and no runner for it is installed",
+                f"Install a runner plugin for {kind} (docs/writing-a-runner-plugin.md); installed runners: "
+                f"{', '.join(regs.runners.names())}")
+        if kind != "local":
+            python = remote_python or target.python
+            if not python:
+                raise UsageError(f"target {target.name} runs no Python, so the toolkit cannot measure on it",
+                                 f"Check a model against it instead: toolkit targets check MODEL --target {target.name}")
+            conn["python"] = python
+            if ssh_config:
+                conn["ssh_config"] = str(ssh_config.resolve())
+        out.append(replace(template, runner=kind, target=target.name, connection=conn))
+    return out
+
+
 @plugin_command("bench", kinds=("backends",))
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--backend", "backends", multiple=True, metavar="NAME",
@@ -59,8 +91,16 @@ def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[st
 @click.option("--max-seconds", type=click.FloatRange(min=0.1), help="Stop timing after this long (>= 10 runs).")
 @click.option("--dataset", metavar="NAME",
               help="Also evaluate on this dataset's held-out split (top-1 for classifiers, MAE/RMSE for regression).")
-@click.option("--runner", default="local", show_default=True, metavar="NAME",
-              help="Where the benchmark runs: local, or one a plugin adds.")
+@click.option("--target", "target_names", multiple=True, metavar="NAME_OR_URL",
+              help="Run on a device: a profile's name (`toolkit targets`) or ssh://[user@]host[:port] (a Host alias "
+                   "from your ssh config works too). Repeat for several; they run in parallel.")
+@click.option("--ssh-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The ssh config file for --target over ssh (default: ~/.ssh/config).")
+@click.option("--remote-python", metavar="PATH",
+              help="The device's Python (default: the profile's `python`, else python3); it needs numpy and the "
+                   "runtime, not the toolkit.")
+@click.option("--runner", default=None, metavar="NAME",
+              help="Where the benchmark runs without --target: local (the default), or one a plugin adds.")
 @plugin_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True, help="Output format: json ({\"results\": [...]}) and csv are for scripts.")
@@ -69,7 +109,7 @@ def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[st
 @memory_limit_option
 @traceback_option
 def bench(models, backends, all_backends, provider, threads, batch, shapes, inputs_file, runs, warmup,
-          max_seconds, dataset, runner, plugin_options, fmt, output) -> None:
+          max_seconds, dataset, target_names, ssh_config, remote_python, runner, plugin_options, fmt, output) -> None:
     """Benchmark MODELS (.tflite, .onnx, .keras, or a format a plugin adds) on one or more backends.
 
     Each (model, backend) pair runs in a child process that preloads its inputs and times only the
@@ -84,6 +124,7 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
       toolkit bench cnn.onnx cnn_int8.tflite --backend onnxruntime --backend tflite --dataset fashion-mnist
       toolkit bench bert.onnx --shape input_ids=1x128 --shape attention_mask=1x128 --format json
       toolkit bench cnn_int8.tflite -o xnnpack=false
+      toolkit bench cnn_int8.tflite --target raspberry-pi-4 --target ssh://pi@10.0.0.7 --dataset fashion-mnist
     """
     from rich.console import Console
 
@@ -109,15 +150,24 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
     regs = plugins.registries()
     if dataset:
         regs.datasets.get(dataset)
-    regs.runners.get(runner)
+    if target_names and runner:
+        raise UsageError("--runner and --target contradict each other: a target's connection picks its runner",
+                         "Drop --runner")
+    if (ssh_config or remote_python) and not target_names:
+        raise UsageError("--ssh-config and --remote-python are for benchmarks on a device", "Add --target NAME_OR_URL")
+    regs.runners.get(runner or "local")
     for name in backends:
         regs.backends.get(name)
     pairs = parse_pairs(plugin_options)
     template = BenchRequest(model="", backend="", provider=provider, threads=threads, batch=batch,
                             shapes={k: list(v) for k, v in parse_shape_overrides(shapes).items()},
                             inputs=str(inputs_file) if inputs_file else None, runs=runs, warmup=warmup,
-                            max_seconds=max_seconds, dataset=dataset, runner=runner)
-    requests, problems = plan([str(m) for m in models], list(backends), template, every_capable=all_backends)
+                            max_seconds=max_seconds, dataset=dataset, runner=runner or "local")
+    requests, problems = [], []
+    for where in target_templates(template, target_names, ssh_config, remote_python) if target_names else [template]:
+        some, bad = plan([str(m) for m in models], list(backends), where, every_capable=all_backends)
+        requests += some
+        problems += bad
     per_backend = split_backend_options(pairs, sorted({req.backend for req in requests})) if pairs else {}
     for name, given in per_backend.items():
         resolve_options(regs.backends.get(name), given)  # refuse a bad value before any child starts

@@ -49,7 +49,8 @@ def table_cells(record: BenchRecord, label: str | None = None) -> list[str]:
     """One record as the text of TABLE_COLUMNS (unescaped)."""
     batch = f" x{record.batch}" if record.batch and record.batch != 1 else ""
     p50 = fmt_us(record.latency_us.get("p50")) + (" ~" if record.unstable else "")
-    return [(label or Path(record.model).name) + batch, record.backend, provider_label(record.provider), record.precision,
+    backend = f"{record.backend} @ {record.target}" if record.target else record.backend
+    return [(label or Path(record.model).name) + batch, backend, provider_label(record.provider), record.precision,
             human_size(record.size_bytes), metric_text(record), p50, fmt_us(record.latency_us.get("p90")),
             f"{record.throughput_per_s:.0f}" if record.throughput_per_s else ""]
 
@@ -63,6 +64,7 @@ def flat_row(record: Record) -> dict[str, Any]:
         "status": d.get("status"),
         "model": d.get("model"),
         "backend": d.get("backend"),
+        "target": d.get("target"),
         "provider": provider_label(d.get("provider")),
         "format": d.get("format"),
         "precision": d.get("precision"),
