@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: demo test test-fast install data bench-overhead docs clean
+.PHONY: demo test test-fast install data sshd bench-overhead docs clean
 
 demo: install data
 	$(VENV)/bin/toolkit quickstart --output quickstart-out
 
 # Two workers, one test file each at a time (module fixtures are built once): the suite is mostly child processes.
-test: install data
+test: install data sshd
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Everything that needs no training, conversion with TensorFlow or new virtual environments: under a minute.
@@ -35,6 +35,17 @@ data:
 	    (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null); \
 	  else \
 	    echo "note: install the Debian package dataset-fashion-mnist for the quickstart's default dataset"; \
+	  fi; \
+	fi
+
+# The remote-device tests run a real sshd on 127.0.0.1 (tests/support/device.py); without it they are skipped.
+sshd:
+	@if [ ! -x /usr/sbin/sshd ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server >/dev/null 2>&1 || \
+	    (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server >/dev/null); \
+	  else \
+	    echo "note: install the Debian package openssh-server for the remote-device tests (they are skipped without it)"; \
 	  fi; \
 	fi
 

@@ -115,8 +115,7 @@ def watch_parent(stream):
 def main():
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, _stop)
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # SIGPIPE stays ignored (Python's default): a write to a cut connection raises, and `finally` cleans up.
     stream = sys.stdin.buffer
     if sys.version_info < (3, 8):
         send(error={"message": f"the device's Python is {sys.version.split()[0]}; the toolkit's payload needs 3.8 or "
@@ -168,11 +167,15 @@ def main():
     with open(os.path.join(folder, "job.json"), "w") as out:
         json.dump(job, out)
     log_path = os.path.join(folder, "child.log")
+    # Whatever the runtime writes to a temporary folder goes with ours.
+    child_env = dict(os.environ, TMPDIR=os.path.join(folder, "tmp"))
+    os.mkdir(child_env["TMPDIR"])
     with open(log_path, "wb") as log:
         with _lock:
             _state["child"] = subprocess.Popen(
                 [sys.executable, "-I", os.path.join(folder, "device_measure.py"), os.path.join(folder, "job.json")],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd=folder, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd=folder, env=child_env,
+                start_new_session=True)
         child = _state["child"]
         answered, phase = False, None
         for raw in child.stdout:

@@ -235,6 +235,7 @@ def converse(to_agent: IO[bytes], from_agent: IO[bytes], job: RemoteJob, python:
                               f"Install it there: {python} -m pip install {' '.join(ready['missing'])}", exit_code=2)
         phase = "sending the model"
         by_sha = {f.sha256: f for f in job.files}
+        shipped = sum(by_sha[sha].size for sha in ready["need"])
         for sha in ready["need"]:
             f = by_sha[sha]
             to_agent.write(json.dumps({"file": sha, "size": f.size}).encode() + b"\n")
@@ -250,7 +251,7 @@ def converse(to_agent: IO[bytes], from_agent: IO[bytes], job: RemoteJob, python:
                 if on_phase:
                     on_phase(phase)
             elif "result" in message:
-                return message["result"]
+                return {**message["result"], "shipped_bytes": shipped}
             elif "error" in message:
                 raise _device_error(message["error"])
             elif "crashed" in message:
@@ -272,7 +273,7 @@ def record(job: RemoteJob, measured: dict[str, Any], device: dict[str, Any]) -> 
     req, facts = job.request, job.facts
     env = dict(measured.get("environment") or {})
     env["toolkit"] = __version__  # the measuring side's version: the payload is this toolkit's
-    env["device"] = device
+    env["device"] = {**device, "shipped_bytes": measured.get("shipped_bytes")}  # 0 when the cache had it all
     return BenchRecord(
         model=str(req.model), backend=req.backend, format=facts["format"], precision=facts["precision"],
         latency_us=measured["latency_us"], runs=measured["runs"], warmup=req.warmup, batch=measured["batch"],

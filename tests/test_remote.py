@@ -1,0 +1,173 @@
+"""Benchmarks on a remote device over ssh: a real OpenSSH server on 127.0.0.1 (tests/support/device.py) whose
+"device" Python holds only numpy and the runtimes, no toolkit and no TensorFlow. Failure paths are real too: a
+closed port, a key the server refuses, an unknown host key, a runtime missing there, a connection cut mid-run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TOOLKIT, bench_json, run_cli
+from device import device_python, loopback_device, make_device_python  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.slow  # each benchmark starts ssh, a device agent and a measuring process
+
+TESTDATA = Path(__file__).parents[1] / "toolkit" / "testdata"
+INT8 = str(TESTDATA / "tiny_int8.tflite")
+FP32 = str(TESTDATA / "tiny_fp32.tflite")
+
+
+def remote(device, python, *more: str) -> list[str]:
+    return ["--target", f"ssh://{device.alias}", "--ssh-config", str(device.ssh_config), "--remote-python",
+            str(python), *more]
+
+
+def leftovers(device) -> list[Path]:
+    """What the device's temporary folder still holds (the agent removes its folder when it is done)."""
+    return list(Path(device.tmp_dir).iterdir())
+
+
+def wait_clean(device, seconds: float = 10.0) -> list[Path]:
+    deadline = time.monotonic() + seconds
+    while leftovers(device) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return leftovers(device)
+
+
+def test_a_remote_record_has_the_fields_of_a_local_one_and_the_device_environment(loopback_device, device_python):
+    proc, local = bench_json(INT8, "--runs", "200", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    proc, results = bench_json(INT8, "--runs", "200", "--threads", "1", *remote(loopback_device, device_python))
+    assert proc.returncode == 0, proc.stderr
+    (record,) = results
+    assert set(record) == set(local[0])
+    assert record["status"] == "ok" and record["runner"] == "ssh" and record["target"] == "ssh://toolkit-device"
+    assert record["runs"] == 200 and record["threads"] == 1 and record["precision"] == "int8"
+    assert record["provider"] == local[0]["provider"] == {"runtime": "ai-edge-litert", "delegate": "xnnpack"}
+    env = record["environment"]
+    assert env["device"]["python"] == str(device_python) and env["device"]["runner"] == "ssh"
+    assert env["runtime_versions"]["ai-edge-litert"] and env["numpy"]
+    assert wait_clean(loopback_device) == []
+
+
+def test_the_device_python_has_no_toolkit_and_no_tensorflow(loopback_device, device_python):
+    for module in ("toolkit", "tensorflow", "keras"):
+        result = loopback_device.ssh(f"{device_python} -c 'import {module}'")
+        assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr, module
+
+
+def test_a_model_is_shipped_once_then_taken_from_the_device_cache(loopback_device, device_python, tmp_path):
+    model = tmp_path / "fresh.tflite"
+    model.write_bytes(Path(FP32).read_bytes())  # its own copy: the cache is keyed by content, not name
+    first = bench_json(str(model), "--runs", "20", *remote(loopback_device, device_python))[1][0]
+    second = bench_json(str(model), "--runs", "20", *remote(loopback_device, device_python))[1][0]
+    assert first["environment"]["device"]["shipped_bytes"] == model.stat().st_size
+    assert second["environment"]["device"]["shipped_bytes"] == 0
+    cached = list(Path(loopback_device.cache_dir).glob("edge-toolkit/device/*.tflite"))
+    assert any(p.read_bytes() == model.read_bytes() for p in cached)
+
+
+def test_onnx_and_accuracy_on_the_device_match_the_local_run(loopback_device, device_python, artifacts):
+    model = str(artifacts["onnx_int8"])
+    proc, local = bench_json(model, "--runs", "20", "--dataset", "digits")
+    assert proc.returncode == 0, proc.stderr
+    proc, results = bench_json(model, "--runs", "20", "--dataset", "digits", *remote(loopback_device, device_python))
+    assert proc.returncode == 0, proc.stderr
+    assert results[0]["evaluation"] == local[0]["evaluation"]
+    assert results[0]["evaluation"]["samples"] > 100 and results[0]["backend"] == "onnxruntime"
+
+
+def test_several_targets_run_and_each_record_is_tagged(loopback_device, device_python):
+    proc, results = bench_json(INT8, "--runs", "20", "--target", "host", *remote(loopback_device, device_python))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r["target"] for r in results) == ["host", "ssh://toolkit-device"]
+    assert {r["runner"] for r in results} == {"local", "ssh"}
+
+
+def test_a_closed_port_is_one_line_and_the_other_targets_results_are_kept(loopback_device, device_python):
+    closed = f"ssh://127.0.0.1:{_free_port()}"
+    proc, results = bench_json(INT8, "--runs", "20", "--target", "host", "--target", closed,
+                               "--remote-python", str(device_python))
+    assert proc.returncode == 1
+    ok = [r for r in results if r["status"] == "ok"]
+    assert [r["target"] for r in ok] == ["host"]
+    assert "refused the connection" in proc.stderr and "sshd runs on the device" in proc.stderr
+
+
+def test_a_refused_key_says_how_to_install_one(loopback_device, device_python):
+    config = loopback_device.client_config(identity=loopback_device.new_key())
+    proc = run_cli("bench", INT8, "--runs", "5", "--target", f"ssh://{loopback_device.alias}", "--ssh-config",
+                   str(config), "--remote-python", str(device_python))
+    assert proc.returncode == 2
+    assert "refused the login" in proc.stderr and "ssh-copy-id" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_unknown_host_key_is_refused_not_accepted(loopback_device, device_python, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    config = loopback_device.client_config(known_hosts=empty)
+    proc = run_cli("bench", INT8, "--runs", "5", "--target", f"ssh://{loopback_device.alias}", "--ssh-config",
+                   str(config), "--remote-python", str(device_python))
+    assert proc.returncode == 2
+    assert "not in your known_hosts" in proc.stderr and "check the fingerprint" in proc.stderr
+    assert empty.read_text() == ""  # nothing was added behind the user's back
+
+
+def test_a_runtime_missing_on_the_device_names_what_to_install_there(loopback_device, tmp_path):
+    no_ort = make_device_python(tmp_path / "no-ort", Path(sys.executable), runtimes=("ai_edge_litert",))
+    proc = run_cli("bench", str(TESTDATA / "tiny_int8.tflite"), "--runs", "5",
+                   *remote(loopback_device, no_ort))
+    assert proc.returncode == 0, proc.stderr  # the TFLite runtime is there
+    onnx = tmp_path / "tiny.onnx"
+    from third_party_models import make_onnx_multi_input
+
+    make_onnx_multi_input(onnx)
+    proc = run_cli("bench", str(onnx), "--runs", "5", "--shape", "ids=1x8", "--shape", "mask=1x8",
+                   *remote(loopback_device, no_ort))
+    assert proc.returncode == 2
+    assert "has no onnxruntime" in proc.stderr and f"{no_ort} -m pip install onnxruntime" in proc.stderr
+    assert wait_clean(loopback_device) == []
+
+
+def test_a_missing_remote_python_is_named(loopback_device):
+    proc = run_cli("bench", INT8, "--runs", "5", *remote(loopback_device, "/nowhere/bin/python3"))
+    assert proc.returncode == 2
+    assert "the device has no Python at /nowhere/bin/python3" in proc.stderr and "--remote-python" in proc.stderr
+
+
+def test_a_connection_cut_mid_run_keeps_the_other_results_and_leaves_nothing_behind(loopback_device,
+                                                                                   device_python):
+    # Both measure for up to 15 s; the device's is cut after a second or two.
+    cmd = [TOOLKIT, "bench", FP32, "--runs", "100000000", "--max-seconds", "15", "--format", "json",
+           "--target", "host", *remote(loopback_device, device_python)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith("toolkit-device-") for p in leftovers(loopback_device)):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+            time.sleep(0.1)
+        time.sleep(1.5)  # measuring now
+        assert loopback_device.cut_connections()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert "connection to toolkit-device was lost while" in err
+    records = json.loads(out)["results"]
+    assert [r["target"] for r in records if r["status"] == "ok"] == ["host"]
+    assert wait_clean(loopback_device) == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
