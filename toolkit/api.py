@@ -17,6 +17,10 @@ from .interfaces import (TASKS, Availability, Backend, BackendOptions, Conversio
                          TrainingResult)
 from .records import BenchFailure, BenchRecord, BenchRequest
 from .specs import Quantization, TensorSpec
+from .benchmark.remote import ConnectionLost, DeviceError, RemoteJob
+from .benchmark.remote import bootstrap_command as agent_command
+from .benchmark.remote import converse as converse_with_agent
+from .benchmark.remote import record as remote_record
 from .profiles import ProfileError, load_profile, target_from_dict
 from .text import WordTokenizer
 
@@ -29,6 +33,14 @@ def host_environment() -> dict:
     from .benchmark.protocol import environment
 
     return environment(None, __version__)
+
+
+def remote_job(request: BenchRequest, folder):
+    """For a runner that measures on another machine: the job for one pair (what to ship, the measuring sources,
+    the device's requirements), its files written into `folder`. See docs/writing-a-runner-plugin.md."""
+    from .benchmark import remote
+
+    return remote.prepare(request, folder)
 
 
 def registries():
@@ -70,6 +82,9 @@ __all__ = [
     "checked_calibration", "model_format", "read_specs", "registries", "host_environment",
     # device profiles: a TOML file or a table, checked field by field
     "load_profile", "target_from_dict", "ProfileError",
+    # remote runners: prepare a job, start the device agent, talk to it, make the record
+    "remote_job", "agent_command", "converse_with_agent", "remote_record", "RemoteJob", "DeviceError",
+    "ConnectionLost",
     # text models: tokenisation outside the graph, with the vocabulary beside the artifact
     "WordTokenizer",
 ]

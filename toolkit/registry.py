@@ -136,23 +136,35 @@ class TargetRegistry(Registry[Target]):
     def __init__(self, kind: Kind):
         super().__init__(kind)
         self._user_loaded = False
+        self._problem: UsageError | None = None
 
     def _load_user(self) -> None:
         if self._user_loaded:
             return
         from . import profiles
 
-        for target in profiles.user_profiles():  # ProfileError names the file and field
+        self._user_loaded = True
+        try:
+            found = profiles.user_profiles()
+        except profiles.ProfileError as e:  # kept for the commands that use targets (check_user_profiles)
+            self._problem = e
+            return
+        for target in found:
             self._items[target.name] = target  # a user's profile replaces a shipped one of the same name
             self._owners[target.name] = f"{profiles.PATH_ENV} ({target.source})"
-        self._user_loaded = True
+
+    def check_user_profiles(self) -> None:
+        """Raise the ProfileError of a bad profile in TOOLKIT_TARGETS_PATH, naming its file and field."""
+        self._load_user()
+        if self._problem is not None:
+            raise self._problem
 
     def get(self, name: str) -> Target:
+        self.check_user_profiles()
         if "://" in name:
             from . import profiles
 
             return profiles.target_from_url(name)
-        self._load_user()
         return super().get(name)
 
     def names(self) -> list[str]:

@@ -56,15 +56,17 @@ def target_templates(template, names, ssh_config, remote_python):
         seen.add(target.name)
         conn = dict(target.connection)
         kind = conn.get("kind", "local")
-        if kind not in regs.runners:
-            raise UsageError(
-                f"target {target.name} is reached over '{kind}', and no runner for it is installed",
-                f"Install a runner plugin for {kind} (docs/writing-a-runner-plugin.md); installed runners: "
-                f"{', '.join(regs.runners.names())}")
         if kind != "local":
             python = remote_python or target.python
+            runs_no_python = f"{target.name} runs no Python" if not python else ""
+            if kind not in regs.runners:
+                raise UsageError(f"target {target.name} is reached over '{kind}', and no runner for it is installed"
+                                 + (f" ({runs_no_python})" if runs_no_python else ""),
+                                 f"Install a runner plugin for {kind} (docs/writing-a-runner-plugin.md), or check a "
+                                 f"model against it without running it: toolkit targets check MODEL --target "
+                                 f"{target.name}")
             if not python:
-                raise UsageError(f"target {target.name} runs no Python, so the toolkit cannot measure on it",
+                raise UsageError(f"target {runs_no_python}, so the {kind} runner cannot measure on it",
                                  f"Check a model against it instead: toolkit targets check MODEL --target {target.name}")
             conn["python"] = python
             if ssh_config:

@@ -34,6 +34,7 @@ def _all_targets() -> list[Any]:
     from .. import plugins
 
     regs = plugins.registries().targets
+    regs.check_user_profiles()
     return [regs.get(name) for name in regs.names()]
 
 
