@@ -160,7 +160,10 @@ class TargetRegistry(Registry[Target]):
             raise self._problem
 
     def get(self, name: str) -> Target:
-        self.check_user_profiles()
+        self._load_user()
+        if name in self._items:
+            return self._items[name]
+        self.check_user_profiles()  # the name may be the bad profile's: say what is wrong with it
         if "://" in name:
             from . import profiles
 

@@ -48,6 +48,7 @@ def target_templates(template, names, ssh_config, remote_python):
     from .. import plugins
 
     regs = plugins.registries()
+    regs.targets.check_user_profiles()
     out, seen = [], set()
     for name in names:
         target = regs.targets.get(name)  # a profile, or a URL made into one; unknown names get a "did you mean"

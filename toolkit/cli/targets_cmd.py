@@ -105,7 +105,9 @@ def show_target(name: str, fmt: str) -> None:
     from .. import plugins
     from ..profiles import FIELDS
 
-    target = plugins.registries().targets.get(name).to_dict()
+    regs = plugins.registries().targets
+    regs.check_user_profiles()
+    target = regs.get(name).to_dict()
     if fmt == "json":
         echo_json(target)
         return
@@ -159,6 +161,7 @@ def check_target(model: Path, target_names: tuple[str, ...], results: Path | Non
     from ..target_check import check_all, model_facts, read_results
 
     regs = plugins.registries().targets
+    regs.check_user_profiles()
     chosen = [regs.get(name) for name in target_names]  # an unknown name fails before the model is read
     records = read_results(results) if results else []
     facts = model_facts(model)
