@@ -178,3 +178,30 @@ def test_bench_refuses_conflicting_flags():
     assert proc.returncode == 2 and "contradict" in proc.stderr
     proc = run_cli("bench", str(TESTDATA / "tiny_int8.tflite"), "--remote-python", "python3")
     assert proc.returncode == 2 and "--target" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def wide_mlp(tmp_path_factory) -> Path:
+    from toolkit.child import run_in_child
+
+    folder = tmp_path_factory.mktemp("wide")
+    return Path(run_in_child("third_party_models:make_wide_mlp_tflite", folder=str(folder)))
+
+
+@pytest.mark.slow
+def test_an_oversized_model_fails_on_the_microcontroller_with_the_fix(wide_mlp):
+    code, report = check(wide_mlp, "cortex-m7-mcu")
+    assert code == 1
+    mcu = report["cortex-m7-mcu"]
+    assert mcu["storage"]["status"] == "fail" and "of flash" in mcu["storage"]["detail"]
+    assert "--scheme int8" in mcu["storage"]["fix"]
+    assert mcu["shapes"]["status"] == "pass" and mcu["operators"]["status"] == "pass"  # fixed batch, TFLM ops
+
+
+@pytest.mark.slow
+def test_the_int8_cnn_passes_for_the_raspberry_pi_4(artifacts):
+    code, report = check(artifacts["tflite_int8"], "raspberry-pi-4", "coral-dev-board")
+    assert all(c["status"] in ("pass", "skip") for c in report["raspberry-pi-4"].values())
+    edge = report["coral-dev-board"]
+    assert edge["precision"]["status"] == "pass"  # full int8
+    assert code == 1 and edge["operators"]["status"] == "fail"  # SHAPE and friends from a dynamic batch

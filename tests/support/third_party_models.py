@@ -74,3 +74,24 @@ def make_tflite_models(folder: str) -> dict[str, str]:
     conv.inference_output_type = tf.int8
     (out / "int8_mlp.tflite").write_bytes(conv.convert())
     return {"two_inputs": str(out / "two_inputs.tflite"), "int8_mlp": str(out / "int8_mlp.tflite")}
+
+
+def make_wide_mlp_tflite(folder: str) -> str:
+    """wide_mlp.tflite: a fixed-batch float MLP, 1024 -> 512 -> 10 (about 2 MB of weights), made straight with
+    TensorFlow: too big for a 1 MB microcontroller's flash."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((1024, 512)).astype(np.float32)
+    w2 = rng.standard_normal((512, 10)).astype(np.float32)
+
+    class Wide(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 1024], tf.float32, name="features")])
+        def __call__(self, x):
+            return tf.nn.softmax(tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2))
+
+    wide = Wide()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([wide.__call__.get_concrete_function()], wide)
+    path = Path(folder) / "wide_mlp.tflite"
+    path.write_bytes(conv.convert())
+    return str(path)
