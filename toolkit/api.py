@@ -20,6 +20,7 @@ from .specs import Quantization, TensorSpec
 from .benchmark.remote import ConnectionLost, DeviceError, RemoteJob
 from .benchmark.remote import bootstrap_command as agent_command
 from .benchmark.remote import converse as converse_with_agent
+from .benchmark.remote import failure_record
 from .benchmark.remote import record as remote_record
 from .profiles import ProfileError, load_profile, target_from_dict
 from .text import WordTokenizer
@@ -83,7 +84,7 @@ __all__ = [
     # device profiles: a TOML file or a table, checked field by field
     "load_profile", "target_from_dict", "ProfileError",
     # remote runners: prepare a job, start the device agent, talk to it, make the record
-    "remote_job", "agent_command", "converse_with_agent", "remote_record", "RemoteJob", "DeviceError",
+    "remote_job", "agent_command", "converse_with_agent", "remote_record", "failure_record", "RemoteJob", "DeviceError",
     "ConnectionLost",
     # text models: tokenisation outside the graph, with the vocabulary beside the artifact
     "WordTokenizer",

@@ -276,6 +276,9 @@ class Backend(Pluggable):
 
     formats: ClassVar[tuple[str, ...]]
     extra: ClassVar[str | None] = None  # pip extra that installs this backend's runtime
+    # A module (stdlib, numpy and the runtime only) that runs this backend on a device with no toolkit: remote
+    # runners ship it (docs/writing-a-runner-plugin.md). None: this backend measures on this machine only.
+    device_module: ClassVar[str | None] = None
     # Higher wins when the user names no backend; below 0 the backend is never chosen unless named.
     priority: ClassVar[int] = 0
     providers: ClassVar[tuple[str, ...]] = ()

@@ -17,6 +17,8 @@ from .artifact import Artifact
 from .errors import UsageError
 from .interfaces import Target
 
+# Operators a converter adds to reshape by a batch size known only at run time (a Flatten on a dynamic batch).
+SHAPE_OPS = {"SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE", "Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}
 # Above this share of the RAM, a model may still load, but the rest of the system is squeezed: a warning.
 RAM_WARN_SHARE = 0.8
 MIB = 2**20
@@ -109,6 +111,8 @@ def check_memory(facts: dict[str, Any], target: Target) -> Check:
     parts = (f"weights {_mib(weights)} + peak activations {_mib(activations)}" if target.weights_in_ram
              else f"peak activations {_mib(activations)}; the weights stay in flash")
     detail = f"estimated {_mib(need)} ({parts}) of {_mib(ram)} RAM"
+    if fp.get("unknown_shapes"):
+        detail += f"; {fp['unknown_shapes']} tensors of unknown size are not counted"
     if need > ram:
         return Check("memory", "fail", detail, _smaller_fix(facts["precision"]))
     if need > RAM_WARN_SHARE * ram:
@@ -134,9 +138,12 @@ def check_ops(facts: dict[str, Any], target: Target) -> Check:
     if missing:
         listed = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(missing.items()))
         accel = f" ({', '.join(target.delegates)})" if target.delegates else ""
-        return Check("operators", "fail", f"{target.name}{accel} does not run {listed}",
-                     "Replace those layers with supported ones, or pick another target; the profile's `ops` "
-                     "lists what it runs")
+        fix = ("Replace those layers with supported ones, or pick another target; the profile's `ops` lists what "
+               "it runs")
+        if fp.get("dynamic_shapes") and set(missing) <= SHAPE_OPS:
+            fix = ("These compute a dynamic batch size: make the file with a fixed batch (-o batch=1) and they go "
+                   "away")
+        return Check("operators", "fail", f"{target.name}{accel} does not run {listed}", fix)
     return Check("operators", "pass", f"all {len(ops)} operator kinds run there")
 
 
@@ -167,8 +174,10 @@ def check_shapes(facts: dict[str, Any], target: Target) -> Check:
         return Check("shapes", "pass", "every input dimension is fixed")
     if target.dynamic_shapes:
         return Check("shapes", "pass", "dynamic dimensions are resized at run time there")
+    fix = (f"Make it again from its source with a fixed batch, with the same step and -o batch=1 (`toolkit "
+           f"quantize SOURCE --scheme int8 -o batch=1`, or `toolkit convert SOURCE --to {facts['format']} -o batch=1`)")
     return Check("shapes", "fail", f"an input has a dynamic dimension, and {target.name}'s runtime needs fixed "
-                 "shapes", "Convert with a fixed batch: `toolkit convert SOURCE --to tflite -o batch=1`")
+                 "shapes", fix)
 
 
 def check_latency(records: list[dict[str, Any]], model: Path, target: Target, budget_ms: float | None) -> Check:
@@ -186,8 +195,8 @@ def check_latency(records: list[dict[str, Any]], model: Path, target: Target, bu
     detail = f"p90 {p90_ms:.3f} ms on {best['backend']} (batch {best.get('batch', 1)}) against a budget of " \
              f"{budget_ms:g} ms"
     if p90_ms > budget_ms:
-        return Check("latency", "fail", detail, _smaller_fix(best.get("precision", "")).replace(
-            "or use a smaller model", "or try another backend or a smaller model"))
+        return Check("latency", "fail", detail, "Try another backend or more threads. " + _smaller_fix(
+            best.get("precision", "")))
     return Check("latency", "pass", detail)
 
 

@@ -222,7 +222,8 @@ def _macs(model: Any) -> int | None:
 def footprint(model: Any, path: Path) -> dict[str, Any]:
     """Weight bytes (initializers, external data by its declared length) and the peak of activation bytes alive
     at once when the nodes run in graph order, from ONNX's shape inference with a dynamic dimension counted as
-    1; a tensor whose shape inference cannot tell is left out (the estimate says so)."""
+    1; a tensor whose shape inference cannot tell is left out (counted in `unknown_shapes`). Operators are the
+    main graph's (a Loop's or If's body is not counted)."""
     import onnx
 
     weights = 0

@@ -50,7 +50,7 @@ class ShippedFile:
     sha256: str
     size: int
     suffix: str = ""
-    cache: bool = False  # kept on the device by sha256 (models); data goes with the agent's temporary folder
+    cache: bool = False  # kept on the device by sha256 (models, datasets); --inputs go with the agent's folder
 
 
 @dataclass
@@ -157,9 +157,10 @@ def prepare(request: BenchRequest, folder: Path) -> RemoteJob:
     """The job for one pair, its files written into `folder` (which the caller removes)."""
     from .. import plugins
     from ..child import run_in_child
+    from ..options import resolve_options
 
     backend = plugins.registries().backends.get(request.backend)
-    module = getattr(backend, "device_module", None)
+    module = backend.device_module
     if not module:
         raise UsageError(f"backend {backend.name} cannot run on a remote device (it has no device module)",
                          "Pick a backend that can, e.g. --backend tflite or --backend onnxruntime")
@@ -174,7 +175,8 @@ def prepare(request: BenchRequest, folder: Path) -> RemoteJob:
     files.append(model_file)
     job: dict[str, Any] = {
         "model_path": model_ref, "backend": backend.name, "precision": prepared["facts"]["precision"],
-        "threads": request.threads, "provider": request.provider, "options": request.options,
+        "threads": request.threads, "provider": request.provider,
+        "options": resolve_options(backend, dict(request.options)),  # typed, defaults filled in, as locally
         "runs": request.runs, "warmup": request.warmup, "max_seconds": request.max_seconds, "seed": request.seed,
         "batch": request.batch, "shapes": prepared["shapes"], "declared": prepared["declared"],
         "eval_seconds": request.eval_seconds, "inputs": None, "dataset": None,
@@ -266,6 +268,13 @@ def converse(to_agent: IO[bytes], from_agent: IO[bytes], job: RemoteJob, python:
 def _device_error(e: dict[str, Any]) -> DeviceError:
     code = 2 if e.get("kind") in ("usage", "model", "setup") else 1
     return DeviceError(f"on the device: {e['message']}", e.get("hint"), code, e.get("traceback"))
+
+
+def failure_record(request: BenchRequest, error: ToolkitError, details: str | None = None) -> dict[str, Any]:
+    """A failed pair as the record dict a runner returns: one line naming the model, backend and target."""
+    from .runner import failure
+
+    return failure(request, error, details).to_dict()
 
 
 def record(job: RemoteJob, measured: dict[str, Any], device: dict[str, Any]) -> BenchRecord:

@@ -66,12 +66,14 @@ def target_templates(template, names, ssh_config, remote_python):
                                  f"Install a runner plugin for {kind} (docs/writing-a-runner-plugin.md), or check a "
                                  f"model against it without running it: toolkit targets check MODEL --target "
                                  f"{target.name}")
-            if not python:
+            if not python and kind == "ssh":  # the ssh runner's agent is Python; another runner may need none
                 raise UsageError(f"target {runs_no_python}, so the {kind} runner cannot measure on it",
                                  f"Check a model against it instead: toolkit targets check MODEL --target {target.name}")
             conn["python"] = python
             if ssh_config:
                 conn["ssh_config"] = str(ssh_config.resolve())
+            elif conn.get("ssh_config"):
+                conn["ssh_config"] = str(Path(conn["ssh_config"]).expanduser())
         out.append(replace(template, runner=kind, target=target.name, connection=conn))
     return out
 
