@@ -68,7 +68,7 @@ def test_allowlist_loads_only_the_named_plugins(monkeypatch):
     monkeypatch.setenv("TOOLKIT_LOAD_PLUGINS", "tflite,targets")
     assert set(records_by_name()) == {"core", "tflite", "targets"}  # the core's own local runner is always there
     assert plugins.registries().backends.names() == ["tflite"]
-    assert plugins.registries().runners.names() == ["local"]
+    assert plugins.registries().runners.names() == ["local", "ssh"]
 
 
 def test_an_empty_allowlist_loads_no_plugin(monkeypatch):

@@ -171,3 +171,71 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_ctrl_c_stops_at_once_even_when_the_device_has_stopped_answering(loopback_device, device_python):
+    import os
+    import signal
+
+    proc = subprocess.Popen([TOOLKIT, "bench", FP32, "--runs", "100000000", "--max-seconds", "60",
+                             *remote(loopback_device, device_python)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    stopped: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith("toolkit-device-") for p in leftovers(loopback_device)):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(1)
+        stopped = loopback_device.session_pids()
+        for pid in stopped:  # the device freezes: no answer, no end of the connection
+            os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - start
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and took < 5, (took, err)
+    assert "Stopped after 0 of 1 pairs" in err
+    assert wait_clean(loopback_device, 20) == []  # once it wakes, the agent finds its connection gone
+
+
+def test_a_dataset_that_does_not_fit_is_refused_before_anything_is_shipped(loopback_device, device_python):
+    proc = run_cli("bench", INT8, "--runs", "5", "--dataset", "digits", *remote(loopback_device, device_python))
+    assert proc.returncode == 2
+    assert "dataset 'digits' gives" in proc.stderr and "Pick the dataset the model was trained on" in proc.stderr
+    assert not list(Path(loopback_device.cache_dir).glob("edge-toolkit/device/*.npy"))
+
+
+def test_a_remote_python_that_is_a_folder_is_named_as_such(loopback_device, device_python):
+    proc = run_cli("bench", INT8, "--runs", "5", *remote(loopback_device, device_python.parent.parent))
+    assert proc.returncode == 2
+    assert f"Python at {device_python.parent.parent} cannot be run" in proc.stderr and "refused" not in proc.stderr
+
+
+def test_a_damaged_copy_in_the_device_cache_is_sent_again(loopback_device, device_python, tmp_path):
+    model = tmp_path / "damaged.tflite"
+    model.write_bytes(Path(INT8).read_bytes())
+    assert bench_json(str(model), "--runs", "5", *remote(loopback_device, device_python))[0].returncode == 0
+    import hashlib
+
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    cached = Path(loopback_device.cache_dir) / "edge-toolkit" / "device" / f"{sha}.tflite"
+    cached.write_bytes(cached.read_bytes()[:100])  # the device's disk lost the end of it
+    proc, results = bench_json(str(model), "--runs", "5", *remote(loopback_device, device_python))
+    assert proc.returncode == 0, proc.stderr
+    assert results[0]["environment"]["device"]["shipped_bytes"] == model.stat().st_size
+    assert cached.read_bytes() == model.read_bytes()
+
+
+def test_all_backends_on_a_device_skips_those_that_cannot_run_there(loopback_device, device_python, artifacts):
+    proc, results = bench_json(str(artifacts["onnx"]), "--runs", "5", "--all-backends",
+                               *remote(loopback_device, device_python))
+    assert proc.returncode == 0, proc.stderr
+    assert [r["backend"] for r in results if r["status"] == "ok"] == ["onnxruntime"]
+    skipped = {r["backend"]: r["error"] for r in results if r["status"] == "skipped"}
+    assert "has no device module" in skipped["reference"]

@@ -139,7 +139,9 @@ def test_an_onnx_model_fails_the_format_check_of_a_tflite_only_target(tmp_path):
     onnx = make_onnx_multi_input(tmp_path / "multi.onnx")
     code, report = check(onnx, "cortex-m7-mcu")
     assert code == 1 and report["cortex-m7-mcu"]["format"]["status"] == "fail"
-    assert "toolkit convert MODEL --to tflite" in report["cortex-m7-mcu"]["format"]["fix"]
+    # No converter turns ONNX into TFLite: the fix goes back to the source model.
+    assert "toolkit convert SOURCE --to tflite" in report["cortex-m7-mcu"]["format"]["fix"]
+    assert "--to tflite -o batch=1" in report["cortex-m7-mcu"]["shapes"]["fix"]
 
 
 def test_a_latency_budget_is_held_to_a_measured_result(tmp_path):

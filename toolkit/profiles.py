@@ -200,8 +200,10 @@ def load_profile(path: Path) -> Target:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML ({e})", "Fix the syntax; see docs/targets.md") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or type(e).__name__})",
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not UTF-8 text", "Save the profile as UTF-8") from None
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot be read ({e.strerror or type(e).__name__})",
                            "Check the file and its permissions") from None
     target = target_from_dict(data, str(path))
     if target.name != path.stem:

@@ -70,28 +70,45 @@ def _mib(n: float) -> str:
 
 def _smaller_fix(precision: str) -> str:
     if precision == "fp32":
-        return "Quantize it: `toolkit quantize MODEL --scheme int8` (about 4x smaller), or use a smaller model"
+        return "Quantize its source: `toolkit quantize SOURCE --scheme int8` (about 4x smaller), or use a smaller model"
     if precision in ("fp16", "dynamic"):
         return "Quantize it fully: `toolkit quantize SOURCE --scheme int8`, or use a smaller model"
     return "Use a smaller model (fewer or narrower layers, a smaller vocabulary)"
 
 
+def _unknown(target: Target, what: str) -> str:
+    """Why a check cannot be made: the profile lacks a field, or the target is a URL, which has no profile."""
+    if target.source == "URL":
+        return f"{target.name} is a URL, which says nothing of its {what}: name a profile for this check"
+    return f"{target.name}'s profile does not give its {what}"
+
+
+def _runs_format(target: Target, fmt: str) -> str:
+    """The format to make for `target`: the model's own if the target runs it, else the target's first."""
+    return fmt if not target.formats or fmt in target.formats else target.formats[0]
+
+
 def check_format(facts: dict[str, Any], target: Target) -> Check:
+    from . import plugins
+
     fmt = facts["format"]
     if not target.formats:
-        return Check("format", "skip", f"{target.name}'s profile does not list the formats it runs")
+        return Check("format", "skip", _unknown(target, "formats"))
     if fmt in target.formats:
         return Check("format", "pass", f"{target.name} runs {fmt} files")
     to = target.formats[0]
-    return Check("format", "fail", f"{target.name} runs {', '.join(target.formats)} files, not {fmt}",
-                 f"Convert it: `toolkit convert MODEL --to {to}`")
+    direct = any(c.source_format == fmt and c.target_format == to for c in plugins.registries().converters)
+    fix = (f"Convert it: `toolkit convert MODEL --to {to}`" if direct else
+           f"Convert its source model (the .keras) instead: `toolkit convert SOURCE --to {to}` (no installed "
+           f"converter turns {fmt} into {to})")
+    return Check("format", "fail", f"{target.name} runs {', '.join(target.formats)} files, not {fmt}", fix)
 
 
 def check_storage(facts: dict[str, Any], target: Target) -> Check:
     size = facts["size_bytes"] or 0
     where = "flash" if not target.weights_in_ram else "storage"
     if not target.storage_mb:
-        return Check("storage", "skip", f"{target.name}'s profile gives no storage_mb")
+        return Check("storage", "skip", _unknown(target, "storage (storage_mb)"))
     room = target.storage_mb * MIB
     if size > room:
         return Check("storage", "fail", f"the file is {_mib(size)}, {target.name} has {_mib(room)} of {where}",
@@ -104,7 +121,7 @@ def check_memory(facts: dict[str, Any], target: Target) -> Check:
     if fp is None:
         return Check("memory", "skip", facts.get("footprint_error") or "no memory estimate for this format")
     if not target.ram_mb:
-        return Check("memory", "skip", f"{target.name}'s profile gives no ram_mb")
+        return Check("memory", "skip", _unknown(target, "RAM (ram_mb)"))
     weights, activations = fp["weights_bytes"], fp["peak_activation_bytes"]
     need = activations + (weights if target.weights_in_ram else 0)
     ram = target.ram_mb * MIB
@@ -132,8 +149,9 @@ def check_ops(facts: dict[str, Any], target: Target) -> Check:
                      "do not ship", "Re-convert without -o allow_flex=true, replacing the layers that need them")
     allowed = target.ops.get(facts["format"])
     if allowed is None:
-        return Check("operators", "pass", f"{sum(ops.values())} operators of {len(ops)} kinds; {target.name}'s "
-                     "profile lists no operator limits")
+        why = (f"its profile limits operators of {', '.join(target.ops)} files only" if target.ops
+               else _unknown(target, "operator limits (ops)"))
+        return Check("operators", "pass", f"{sum(ops.values())} operators of {len(ops)} kinds; {why}")
     missing = {op: n for op, n in ops.items() if op not in set(allowed)}
     if missing:
         listed = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(missing.items()))
@@ -150,7 +168,7 @@ def check_ops(facts: dict[str, Any], target: Target) -> Check:
 def check_precision(facts: dict[str, Any], target: Target) -> Check:
     precision = facts["precision"]
     if not target.precisions:
-        return Check("precision", "skip", f"{target.name}'s profile does not limit precisions")
+        return Check("precision", "skip", _unknown(target, "precisions"))
     if precision == "unknown":
         return Check("precision", "warn", "the model's precision is unknown (no manifest, and its format plugin "
                      "could not tell)", "Make it with the toolkit, which records it in a manifest")
@@ -174,8 +192,9 @@ def check_shapes(facts: dict[str, Any], target: Target) -> Check:
         return Check("shapes", "pass", "every input dimension is fixed")
     if target.dynamic_shapes:
         return Check("shapes", "pass", "dynamic dimensions are resized at run time there")
+    fmt = _runs_format(target, facts["format"])
     fix = (f"Make it again from its source with a fixed batch, with the same step and -o batch=1 (`toolkit "
-           f"quantize SOURCE --scheme int8 -o batch=1`, or `toolkit convert SOURCE --to {facts['format']} -o batch=1`)")
+           f"quantize SOURCE --scheme int8 -o batch=1`, or `toolkit convert SOURCE --to {fmt} -o batch=1`)")
     return Check("shapes", "fail", f"an input has a dynamic dimension, and {target.name}'s runtime needs fixed "
                  "shapes", fix)
 

@@ -104,6 +104,20 @@ def receive(stream, header, folder):
     return part
 
 
+def intact(path, sha, size):
+    """Whether the cache holds this file, whole: a copy damaged on the device's disk is sent again."""
+    try:
+        if os.path.getsize(path) != size:
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest() == sha
+    except OSError:
+        return False
+
+
 def watch_parent(stream):
     """After the transfer the parent sends nothing: end of stdin means it is gone, or the connection is."""
     while stream.read(4096):
@@ -135,7 +149,7 @@ def main():
     paths, need = {}, []
     for f in hello["files"]:
         cached = os.path.join(cache, f["sha256"] + f.get("suffix", ""))
-        if f.get("cache") and os.path.isfile(cached):
+        if f.get("cache") and intact(cached, f["sha256"], f["size"]):
             paths[f["sha256"]] = cached
         else:
             need.append(f["sha256"])

@@ -192,6 +192,9 @@ def main() -> None:
         kind = {"UsageProblem": "usage", "WrongOutputs": "check", "LoadError": getattr(e, "kind", "model")}.get(
             type(e).__name__, "runtime")
         text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        # The runtime names the file it was given, the cache's copy: the user knows their own name for it.
+        text = text.replace(job["model_path"], job.get("model_name", "")).replace(
+            os.path.basename(job["model_path"]), job.get("model_name", ""))
         if kind == "runtime":
             text = f"{type(e).__name__}: {text}"
         say(error={"message": text[:500], "hint": getattr(e, "hint", None), "kind": kind,

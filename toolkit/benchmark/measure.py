@@ -118,18 +118,26 @@ def target_output(session: Session, dataset: Any) -> TensorSpec:
     return outs[0]
 
 
+def dataset_fits(session: Any, dataset: Any, x: Any) -> dict[str, np.ndarray]:
+    """The dataset's inputs by the model's input names, each checked to fit its input (`session` needs only
+    input_specs and output_specs: a remote runner checks against the model's declared specs before it ships)."""
+    fed_all = _feed(session, x)
+    for spec in session.input_specs:
+        arr = fed_all[spec.name]
+        if not spec.accepts((spec.shape[0] or len(arr), *arr.shape[1:])):
+            raise UsageError(f"dataset '{dataset.name}' gives '{short_name(spec.name)}' of shape {list(arr.shape[1:])}"
+                             f" per sample, the model wants {list(spec.shape[1:])}",
+                             "Pick the dataset the model was trained on")
+    target_output(session, dataset)
+    return fed_all
+
+
 def evaluate(session: Session, dataset_name: str, batch: int, budget_s: float | None, backend: str) -> dict:
     """The dataset's task metrics on its held-out split, in input order, within about `budget_s` seconds."""
     dataset = plugins.registries().datasets.get(dataset_name)
     dataset.require_available()
     x, y = dataset.load("test")
-    fed_all = _feed(session, x)
-    for spec in session.input_specs:
-        arr = fed_all[spec.name]
-        if not spec.accepts((spec.shape[0] or len(arr), *arr.shape[1:])):
-            raise UsageError(f"dataset '{dataset_name}' gives '{short_name(spec.name)}' of shape {list(arr.shape[1:])}"
-                             f" per sample, the model wants {list(spec.shape[1:])}",
-                             "Pick the dataset the model was trained on")
+    fed_all = dataset_fits(session, dataset, x)
     out_spec = target_output(session, dataset)
     first = session.input_specs[0]
     fixed = first.shape[0] if first.shape and first.shape[0] is not None else None

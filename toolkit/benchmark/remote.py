@@ -95,15 +95,13 @@ def prepare_in_child(request: dict[str, Any], folder: str) -> dict[str, Any]:
     dataset as .npy files in `folder` (plain arrays: deterministic bytes, so a dataset's sha256 is stable)."""
     import numpy as np
 
-    from .. import plugins
+    from .. import formats, plugins
     from ..artifact import Artifact
     from ..inputs import load_npz_inputs, resolve_shapes, short_name
     from .measure import declared_specs
 
     req = BenchRequest.from_dict(request)
     artifact = Artifact.open(req.model)
-    from .. import formats
-
     fmt = formats.get(artifact.format)
     if artifact.manifest is None and fmt.available().ok:
         artifact.precision_hint = fmt.describe(artifact.path).get("precision")
@@ -117,6 +115,19 @@ def prepare_in_child(request: dict[str, Any], folder: str) -> dict[str, Any]:
         "shapes": {}, "inputs": None, "dataset": None,
     }
     specs = declared[0] if declared else []
+    dataset = plugins.registries().datasets.get(req.dataset) if req.dataset else None
+    if dataset is not None:
+        dataset.require_available()
+    x_test, y_test = dataset.load("test") if dataset is not None else (None, None)
+    if dataset is not None:  # refused here, in one line, before anything is shipped or measured
+        from types import SimpleNamespace
+
+        from ..text import check_vocabulary
+        from .measure import dataset_fits
+
+        check_vocabulary(artifact, dataset)
+        if declared:
+            dataset_fits(SimpleNamespace(input_specs=declared[0], output_specs=declared[1]), dataset, x_test)
     if req.inputs:
         arrays = load_npz_inputs(req.inputs, specs) if specs else dict(np.load(req.inputs))
         out["inputs"] = {}
@@ -126,21 +137,14 @@ def prepare_in_child(request: dict[str, Any], folder: str) -> dict[str, Any]:
             out["inputs"][name] = str(path)
     elif specs:
         overrides = {k: tuple(v) for k, v in req.shapes.items()}
-        x_test = None
-        if req.dataset:
-            x_test = plugins.registries().datasets.get(req.dataset).load("test")[0]
+        if x_test is not None:
             for spec in specs:  # a dimension the model leaves open (a sequence length) is the dataset's
                 arr = x_test.get(short_name(spec.name), x_test.get(spec.name)) if isinstance(x_test, dict) else x_test
                 if arr is not None and any(d is None for d in spec.shape[1:]) and arr.ndim == len(spec.shape):
                     overrides.setdefault(spec.name, (req.batch, *arr.shape[1:]))
         out["shapes"] = {k: list(v) for k, v in resolve_shapes(specs, req.batch, overrides).items()}
-    if req.dataset:
-        from ..text import check_vocabulary
-
-        dataset = plugins.registries().datasets.get(req.dataset)
-        dataset.require_available()
-        check_vocabulary(artifact, dataset)
-        x, y = dataset.load("test")
+    if dataset is not None:
+        x, y = x_test, y_test
         xs = x if isinstance(x, dict) else {"": x}
         files = {}
         for i, (name, arr) in enumerate(xs.items()):
@@ -174,7 +178,7 @@ def prepare(request: BenchRequest, folder: Path) -> RemoteJob:
     model_file, model_ref = _ship(Path(request.model), cache=True)
     files.append(model_file)
     job: dict[str, Any] = {
-        "model_path": model_ref, "backend": backend.name, "precision": prepared["facts"]["precision"],
+        "model_path": model_ref, "model_name": Path(request.model).name, "backend": backend.name, "precision": prepared["facts"]["precision"],
         "threads": request.threads, "provider": request.provider,
         "options": resolve_options(backend, dict(request.options)),  # typed, defaults filled in, as locally
         "runs": request.runs, "warmup": request.warmup, "max_seconds": request.max_seconds, "seed": request.seed,

@@ -55,6 +55,8 @@ def ssh_error(stderr: str, connection: dict[str, Any], phase: str, python: str, 
     host = where(connection)
     bare = str(connection.get("host"))
     port = f"-p {connection['port']} " if connection.get("port") else ""
+    if connection.get("ssh_config"):  # the user's commands must use the same config as ours
+        port = f"-F {connection['ssh_config']} {port}"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
         return remote.DeviceError(f"the host key of {host} has changed since you last connected",
                                   f"If the device was reinstalled, remove the old key (ssh-keygen -R {bare}) and "
@@ -62,7 +64,11 @@ def ssh_error(stderr: str, connection: dict[str, Any], phase: str, python: str, 
     if "Host key verification failed" in text or "No ED25519 host key is known" in text:
         return remote.DeviceError(f"the host key of {host} is not in your known_hosts, and host key checking is on",
                                   f"Connect once with `ssh {port}{bare}`, check the fingerprint and accept it", 2)
-    if "Permission denied" in text:
+    if code == 126 or (code != 255 and "cannot execute" in text):
+        return remote.DeviceError(f"the device's Python at {python} cannot be run ({last.split(': ')[-1]})",
+                                  "Point --remote-python (or the profile's `python`) at the interpreter itself, "
+                                  "e.g. /home/pi/venv/bin/python", 2)
+    if "Permission denied (" in text:
         return remote.DeviceError(f"{host} refused the login ({last.split(': ', 1)[-1]})",
                                   f"Install your key there: ssh-copy-id {port}{host.rsplit(':', 1)[0]}; or set "
                                   "IdentityFile for it in your ssh config (--ssh-config FILE)", 2)
@@ -75,7 +81,7 @@ def ssh_error(stderr: str, connection: dict[str, Any], phase: str, python: str, 
     if any(s in text for s in ("timed out", "No route to host", "Network is unreachable", "Connection timed out")):
         return remote.DeviceError(f"{host} is unreachable ({last})",
                                   "Check that the device is on and on your network")
-    if code == 127 and ("not found" in text or "No such file" in text):
+    if code in (126, 127) and ("not found" in text or "No such file" in text):
         return remote.DeviceError(f"the device has no Python at {python}",
                                   "Install python3 there, or give its path with --remote-python PATH (or the "
                                   "profile's `python`)", 2)
@@ -132,12 +138,14 @@ class SshRunner(Runner):
         timer = threading.Timer(timeout_s, on_timeout)
         timer.daemon = True
         timer.start()
+        finished = False
         try:
-            return remote.converse(proc.stdin, proc.stdout, job, python)  # type: ignore[arg-type]
+            measured = remote.converse(proc.stdin, proc.stdout, job, python)  # type: ignore[arg-type]
+            finished = True
+            return measured
         except remote.ConnectionLost as lost:
-            _kill(proc) if timed_out.is_set() else None
             try:
-                code = proc.wait(timeout=CONNECT_TIMEOUT_S)
+                code = proc.wait(timeout=CONNECT_TIMEOUT_S)  # ssh is exiting: its status says why
             except subprocess.TimeoutExpired:
                 _kill(proc)
                 code = proc.wait()
@@ -149,15 +157,16 @@ class SshRunner(Runner):
             raise ssh_error(text, conn, lost.phase, python, code) from None
         finally:
             timer.cancel()
-            try:
-                proc.stdin.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
-            try:
-                proc.wait(timeout=CONNECT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                _kill(proc)
-                proc.wait()
+            if finished:  # the agent has answered: let ssh close the session cleanly
+                try:
+                    proc.stdin.close()  # type: ignore[union-attr]
+                    proc.wait(timeout=CONNECT_TIMEOUT_S)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            # Anything else (an error, Ctrl-C, a device that stopped answering): end ssh now. The agent sees its
+            # stdin close and removes its files on the device.
+            _kill(proc)
+            proc.wait()
             janitor.untrack_group(proc.pid)
 
 

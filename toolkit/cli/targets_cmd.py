@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from .options import echo_json, format_option, stdout_console, traceback_option
 
@@ -80,15 +81,16 @@ def list_targets(fmt: str) -> None:
     for col in ("arch", "cores", "RAM", "storage", "accelerators", "connection"):
         table.add_column(col)
     for t in items:
-        table.add_row(t["name"], t["arch"], str(t["cores"] or ""), _size(t["ram_mb"]), _size(t["storage_mb"]),
-                      ", ".join(t["accelerators"]), _connection(t))
+        table.add_row(*(escape(cell) for cell in (
+            t["name"], t["arch"], str(t["cores"] or ""), _size(t["ram_mb"]), _size(t["storage_mb"]),
+            ", ".join(t["accelerators"]), _connection(t))))
     console = stdout_console()
     console.print(table)
     for t in items:
         if t["detected"]:
             runtimes = ", ".join(f"{k} {v}" for k, v in t["runtimes"].items()) or "none"
-            console.print(f"[bold]{t['name']}[/] (detected): ISA {' '.join(t['isa']) or 'unknown'}; "
-                          f"runtimes {runtimes}", soft_wrap=True)
+            console.print(f"[bold]{escape(t['name'])}[/] (detected): ISA {escape(' '.join(t['isa'])) or 'unknown'}; "
+                          f"runtimes {escape(runtimes)}", soft_wrap=True)
 
 
 @targets.command("show")
@@ -112,7 +114,8 @@ def show_target(name: str, fmt: str) -> None:
         echo_json(target)
         return
     console = stdout_console()
-    console.print(f"[bold]{target['name']}[/]: {target['description']}", soft_wrap=True)
+    console.print(f"[bold]{escape(target['name'])}[/]" + (f": {escape(target['description'])}"
+                                                          if target["description"] else ""), soft_wrap=True)
     for spec in FIELDS[2:]:
         value = target[spec.name]
         if value in (None, "", [], {}):
@@ -120,7 +123,8 @@ def show_target(name: str, fmt: str) -> None:
         if spec.name in ("ram_mb", "storage_mb"):
             shown = _size(value)
         elif spec.name == "ops":
-            shown = "; ".join(f"{k}: {len(v)} operators ({', '.join(v[:6])}, ...)" for k, v in value.items())
+            shown = "; ".join(f"{k}: {len(v)} operators ({', '.join(v[:6])}{', ...' if len(v) > 6 else ''})"
+                              for k, v in value.items())
         elif spec.name == "connection":
             shown = _connection(target)
         elif isinstance(value, list):
@@ -162,7 +166,7 @@ def check_target(model: Path, target_names: tuple[str, ...], results: Path | Non
 
     regs = plugins.registries().targets
     regs.check_user_profiles()
-    chosen = [regs.get(name) for name in target_names]  # an unknown name fails before the model is read
+    chosen = [regs.get(name) for name in dict.fromkeys(target_names)]  # unknown names fail before the model is read
     records = read_results(results) if results else []
     facts = model_facts(model)
     report = []
@@ -183,13 +187,14 @@ def check_target(model: Path, target_names: tuple[str, ...], results: Path | Non
         style = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
         for r in report:
             verdict = "[green]passes[/]" if r["ok"] else "[bold red]fails[/]"
-            table = Table(title=f"{model.name} on {r['target']}: {verdict}", title_justify="left")
+            table = Table(title=f"{escape(model.name)} on {escape(r['target'])}: {verdict}", title_justify="left")
             table.add_column("check")
             table.add_column("result")
             table.add_column("detail", overflow="fold")
             table.add_column("fix", overflow="fold")
             for c in r["checks"]:
-                table.add_row(c["name"], Text(c["status"], style=style[c["status"]]), c["detail"], c["fix"] or "")
+                table.add_row(c["name"], Text(c["status"], style=style[c["status"]]), Text(c["detail"]),
+                              Text(c["fix"] or ""))
             console.print(table)
     if failed:
         sys.exit(1)
