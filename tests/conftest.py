@@ -80,7 +80,7 @@ def digits_test() -> tuple[np.ndarray, np.ndarray]:
 # Fixtures that train, convert with TensorFlow or build virtual environments: a test that uses one is slow, and
 # `make test-fast` (pytest -m "not slow") leaves it out. Marked here so that no test can forget its marker.
 SLOW_FIXTURES = {"trained", "artifacts", "tflite_models", "keras_logits", "runtime_venv", "installed_example",
-                 "tf_models", "wide_mlp"}
+                 "tf_models", "target_models"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -273,3 +273,9 @@ def test_all_backends_on_a_device_skips_those_that_cannot_run_there(loopback_dev
     assert [r["backend"] for r in results if r["status"] == "ok"] == ["onnxruntime"]
     skipped = {r["backend"]: r["error"] for r in results if r["status"] == "skipped"}
     assert "has no device module" in skipped["reference"]  # numpy only, but it is built on the toolkit
+
+
+def test_a_host_that_does_not_resolve_is_one_line():
+    proc = run_cli("bench", INT8, "--runs", "5", "--target", "ssh://pi@no-such-host.invalid")
+    assert proc.returncode == 2
+    assert "cannot resolve the host name no-such-host.invalid" in proc.stderr and "Traceback" not in proc.stderr

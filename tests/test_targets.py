@@ -183,16 +183,15 @@ def test_bench_refuses_conflicting_flags():
 
 
 @pytest.fixture(scope="module")
-def wide_mlp(tmp_path_factory) -> Path:
+def target_models(tmp_path_factory) -> dict[str, Path]:
     from toolkit.child import run_in_child
 
-    folder = tmp_path_factory.mktemp("wide")
-    return Path(run_in_child("third_party_models:make_wide_mlp_tflite", folder=str(folder)))
+    folder = tmp_path_factory.mktemp("target-models")
+    return {k: Path(v) for k, v in run_in_child("third_party_models:make_target_models", folder=str(folder)).items()}
 
 
-@pytest.mark.slow
-def test_an_oversized_model_fails_on_the_microcontroller_with_the_fix(wide_mlp):
-    code, report = check(wide_mlp, "cortex-m7-mcu")
+def test_an_oversized_model_fails_on_the_microcontroller_with_the_fix(target_models):
+    code, report = check(target_models["wide_mlp"], "cortex-m7-mcu")
     assert code == 1
     mcu = report["cortex-m7-mcu"]
     assert mcu["storage"]["status"] == "fail" and "of flash" in mcu["storage"]["detail"]
@@ -200,9 +199,8 @@ def test_an_oversized_model_fails_on_the_microcontroller_with_the_fix(wide_mlp):
     assert mcu["shapes"]["status"] == "pass" and mcu["operators"]["status"] == "pass"  # fixed batch, TFLM ops
 
 
-@pytest.mark.slow
-def test_the_int8_cnn_passes_for_the_raspberry_pi_4(artifacts):
-    code, report = check(artifacts["tflite_int8"], "raspberry-pi-4", "coral-dev-board")
+def test_the_int8_cnn_passes_for_the_raspberry_pi_4(target_models):
+    code, report = check(target_models["cnn_int8"], "raspberry-pi-4", "coral-dev-board")
     assert all(c["status"] in ("pass", "skip") for c in report["raspberry-pi-4"].values())
     edge = report["coral-dev-board"]
     assert edge["precision"]["status"] == "pass"  # full int8

@@ -76,9 +76,31 @@ def make_tflite_models(folder: str) -> dict[str, str]:
     return {"two_inputs": str(out / "two_inputs.tflite"), "int8_mlp": str(out / "int8_mlp.tflite")}
 
 
-def make_wide_mlp_tflite(folder: str) -> str:
-    """wide_mlp.tflite: a fixed-batch float MLP, 1024 -> 512 -> 10 (about 2 MB of weights), made straight with
-    TensorFlow: too big for a 1 MB microcontroller's flash."""
+def make_target_models(folder: str) -> dict[str, str]:
+    """Made straight with TensorFlow, random weights, no training:
+    - wide_mlp.tflite: a fixed-batch float MLP, 1024 -> 512 -> 10 (about 2 MB of weights): too big for a 1 MB
+      microcontroller's flash;
+    - cnn_int8.tflite: the quickstart's CNN layers (conv, pool, dense) on 28x28x1, full-integer int8 with a
+      dynamic batch, as `toolkit quantize --scheme int8` makes it."""
+    import tensorflow as tf
+
+    keras = tf.keras
+    cnn = keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+    rng = np.random.default_rng(4)
+    conv = tf.lite.TFLiteConverter.from_keras_model(cnn)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.random((1, 28, 28, 1), dtype=np.float32)] for _ in range(20))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    (Path(folder) / "cnn_int8.tflite").write_bytes(conv.convert())
+    return {"wide_mlp": _wide_mlp(folder), "cnn_int8": str(Path(folder) / "cnn_int8.tflite")}
+
+
+def _wide_mlp(folder: str) -> str:
     import tensorflow as tf
 
     rng = np.random.default_rng(3)
