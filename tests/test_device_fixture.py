@@ -15,6 +15,8 @@ import pytest
 
 from device import LoopbackDevice, device_python, loopback_device, make_device_python, openssh_missing  # noqa: F401
 
+pytestmark = pytest.mark.slow  # ssh sessions and a second sshd: with the remote tests, not in the fast tier
+
 
 def test_the_session_sees_the_device_tmp_and_cache_folders(loopback_device):
     result = loopback_device.ssh('echo "$TMPDIR $XDG_CACHE_HOME $USER"')
