@@ -205,3 +205,9 @@ def test_the_int8_cnn_passes_for_the_raspberry_pi_4(target_models):
     edge = report["coral-dev-board"]
     assert edge["precision"]["status"] == "pass"  # full int8
     assert code == 1 and edge["operators"]["status"] == "fail"  # SHAPE and friends from a dynamic batch
+
+
+def test_bench_on_a_device_without_an_ssh_client_here_says_what_to_install(tmp_path):
+    proc = run_cli("bench", str(TESTDATA / "tiny_int8.tflite"), "--target", "ssh://pi@board",
+                   env={"PATH": str(tmp_path)})  # an empty folder: no ssh on PATH
+    assert proc.returncode == 2 and "install openssh-client" in proc.stderr

@@ -10,6 +10,7 @@ our own death ends it, and the agent, seeing its stdin close, removes its files 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import traceback
@@ -18,7 +19,7 @@ from typing import Any
 from .. import janitor
 from ..errors import ToolkitError, UsageError
 from ..hookspecs import hookimpl
-from ..interfaces import Runner
+from ..interfaces import Availability, Runner
 from ..records import BenchRequest
 from . import remote
 
@@ -98,6 +99,11 @@ class SshRunner(Runner):
     name = "ssh"
     description = "a device over OpenSSH (ssh://[user@]host[:port] or a Host alias): needs python3, numpy and " \
                   "the runtime there"
+
+    def available(self) -> Availability:
+        if shutil.which("ssh") is None:
+            return Availability(False, "the OpenSSH client (ssh) is not on PATH: install openssh-client")
+        return Availability(True)
 
     def run(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         from .runner import failure

@@ -70,6 +70,10 @@ def target_templates(template, names, ssh_config, remote_python):
                 raise UsageError(f"target {runs_no_python}, so the {kind} runner cannot measure on it",
                                  f"Check a model against it instead: toolkit targets check MODEL --target {target.name}")
             conn["python"] = python
+            usable = regs.runners.get(kind).available()
+            if not usable.ok:
+                raise UsageError(f"the {kind} runner for target {target.name} is not available: {usable.reason}",
+                                 "Install what it needs on this machine")
             if ssh_config:
                 conn["ssh_config"] = str(ssh_config.resolve())
             elif conn.get("ssh_config"):
