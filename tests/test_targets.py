@@ -211,3 +211,11 @@ def test_bench_on_a_device_without_an_ssh_client_here_says_what_to_install(tmp_p
     proc = run_cli("bench", str(TESTDATA / "tiny_int8.tflite"), "--target", "ssh://pi@board",
                    env={"PATH": str(tmp_path)})  # an empty folder: no ssh on PATH
     assert proc.returncode == 2 and "install openssh-client" in proc.stderr
+
+
+def test_names_with_brackets_are_shown_as_written(tmp_path):
+    (tmp_path / "rev2.toml").write_text(MINIMAL.format(name="rev2") + 'description = "Board [rev2] with [/] tag"\n')
+    proc = run_cli("targets", "show", "rev2", env={"TOOLKIT_TARGETS_PATH": str(tmp_path)})
+    assert "Board [rev2] with [/] tag" in proc.stdout
+    proc = run_cli("targets", "check", str(TESTDATA / "tiny_int8.tflite"), "--target", "ssh://[fe80::1]:22")
+    assert proc.returncode == 0 and "on ssh://[fe80::1]:22" in proc.stdout
