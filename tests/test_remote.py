@@ -279,3 +279,18 @@ def test_a_host_that_does_not_resolve_is_one_line():
     proc = run_cli("bench", INT8, "--runs", "5", "--target", "ssh://pi@no-such-host.invalid")
     assert proc.returncode == 2
     assert "cannot resolve the host name no-such-host.invalid" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_remote_program_that_is_not_python_is_named(loopback_device):
+    proc = run_cli("bench", INT8, "--runs", "5", *remote(loopback_device, "/bin/true"))
+    assert proc.returncode == 2
+    assert "Python at /bin/true did not start the toolkit's agent" in proc.stderr and "3.8" in proc.stderr
+
+
+def test_a_keras_model_on_a_device_is_told_to_convert_first(loopback_device, device_python, tmp_path):
+    from toolkit.child import run_in_child
+
+    keras_file = run_in_child("third_party_models:make_keras_model", folder=str(tmp_path))
+    proc = run_cli("bench", keras_file, "--runs", "5", *remote(loopback_device, device_python))
+    assert proc.returncode == 2
+    assert "a device cannot run keras files" in proc.stderr and "toolkit convert" in proc.stderr

@@ -95,7 +95,8 @@ def test_a_url_is_a_target_with_only_its_connection(url, connection):
     assert target.name == url and target.connection == {"kind": "ssh", "url": url, **connection}
 
 
-@pytest.mark.parametrize("url", ["ssh://", "ssh://pi@host/path", "ssh://pi:secret@host", "ssh://host:99999"])
+@pytest.mark.parametrize("url", ["ssh://", "ssh://pi@host/path", "ssh://pi:secret@host", "ssh://host:99999",
+                                 "ssh://host:0", "ssh://@host", "ssh://a b", "ssh://h;rm"])
 def test_a_bad_url_is_refused(url):
     from toolkit.api import UsageError
 

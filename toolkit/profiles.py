@@ -242,6 +242,8 @@ def target_from_url(url: str) -> Target:
     from urllib.parse import urlsplit
 
     scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()  # URL schemes are case-insensitive
+    url = f"{scheme}://{rest}"
     if not NAME_RE.match(scheme) or not rest:
         raise UsageError(f"'{url}' is not a target URL", "Write ssh://[user@]host[:port], or a profile's name")
     connection: dict[str, Any] = {"kind": scheme, "url": url}
@@ -255,6 +257,12 @@ def target_from_url(url: str) -> Target:
                          "Write ssh://[user@]host[:port]; keys, not passwords, log you in")
     if not parts.hostname:
         raise UsageError(f"'{url}' names no host", "Write ssh://[user@]host[:port]")
+    if port == 0:
+        raise UsageError(f"'{url}' has port 0", "Give a port number (1-65535), or none for the default")
+    if "@" in parts.netloc and not parts.username:
+        raise UsageError(f"'{url}' has an empty user name", "Write ssh://user@host, or leave the user out")
+    if re.search(r"[\s'\"`$;&|<>\\]", parts.netloc):
+        raise UsageError(f"'{url}' has characters a host or user name cannot have", "Write ssh://[user@]host[:port]")
     # urlsplit lower-cases the host; a Host alias in an ssh config is case-sensitive, so keep it as written.
     host = parts.netloc.rpartition("@")[2]
     if port is not None:

@@ -93,6 +93,11 @@ def create_session(path: str, threads: Optional[int], provider: Optional[str],
         if "bad_alloc" in text:  # the child's memory limit, or the machine's: not a damaged file
             raise LoadError(f"onnxruntime ran out of memory loading '{name}' ({text})",
                             "Raise the limit with --memory-limit MB if the machine has the memory", "usage") from None
+        if "is not a registered function/op" in text:  # a valid file with an operator this build lacks
+            raise LoadError(f"onnxruntime cannot load '{name}': {text}",
+                            "The model uses a custom operator this onnxruntime does not have: export it without "
+                            "the custom operator, or run it where its operator library is registered",
+                            "usage") from None
         raise LoadError(f"onnxruntime cannot load '{name}': {text}",
                         "Check the file is a complete, valid .onnx model") from None
     running = session.get_providers()

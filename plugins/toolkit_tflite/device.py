@@ -74,7 +74,10 @@ def make_interpreter(module: Any, runtime_name: str, data: bytes, name: str, thr
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         hint = "Check the file is a complete .tflite model made for this runtime"
-        if runtime_name == "tflite-runtime":  # it predates the op versions TF 2.21 writes (FULLY_CONNECTED v12)
+        if "Select TensorFlow op" in str(e) or "Flex" in str(e):
+            hint = ("The model needs TensorFlow's Flex delegate (Select TF ops), which edge runtimes do not ship: "
+                    "convert it again without -o allow_flex=true, replacing the layers that need it")
+        elif runtime_name == "tflite-runtime":  # it predates the op versions TF 2.21 writes (FULLY_CONNECTED v12)
             hint = "tflite-runtime 2.14 cannot run ops newer TensorFlow writes: pip install ai-edge-litert"
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LoadError(f"{runtime_name} cannot load '{name}': {text}", hint) from None

@@ -117,3 +117,13 @@ def _wide_mlp(folder: str) -> str:
     path = Path(folder) / "wide_mlp.tflite"
     path.write_bytes(conv.convert())
     return str(path)
+
+
+def make_keras_model(folder: str) -> str:
+    """tiny.keras: an untrained Dense model saved by Keras (a real .keras file, no training)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    path = Path(folder) / "tiny.keras"
+    model.save(path)
+    return str(path)

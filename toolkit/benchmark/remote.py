@@ -166,6 +166,14 @@ def prepare(request: BenchRequest, folder: Path) -> RemoteJob:
     backend = plugins.registries().backends.get(request.backend)
     module = backend.device_module
     if not module:
+        from .. import formats
+
+        fmt = formats.detect(request.model)
+        runnable = sorted({f for b in plugins.registries().backends if b.device_module for f in b.formats})
+        if fmt not in runnable:
+            raise UsageError(f"a device cannot run {fmt} files (backends that run on devices take "
+                             f"{', '.join(runnable)})", f"Convert it first: toolkit convert {request.model} "
+                                                        f"--to {runnable[-1] if runnable else 'tflite'}")
         raise UsageError(f"backend {backend.name} cannot run on a remote device (it has no device module)",
                          "Pick a backend that can, e.g. --backend tflite or --backend onnxruntime")
     spec = importlib.util.find_spec(module)

@@ -135,8 +135,9 @@ def plan(models: Iterable[str], backends: list[str], template: BenchRequest,
             elif every_capable:
                 names, left_out = capable_backends(artifact)
                 if template.runner != "local":  # only backends that can run on a device without the toolkit
-                    for name in [n for n in names if not plugins.registries().backends.get(n).device_module]:
-                        names.remove(name)
+                    for name in [n for n in [*names, *left_out] if not plugins.registries().backends.get(n).device_module]:
+                        if name in names:
+                            names.remove(name)
                         left_out[name] = f"backend {name} cannot run on a remote device (it has no device module)"
                 if not names:
                     raise UsageError(f"no installed backend can run it ({'; '.join(left_out.values()) or 'none'})",

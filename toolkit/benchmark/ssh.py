@@ -86,6 +86,10 @@ def ssh_error(stderr: str, connection: dict[str, Any], phase: str, python: str, 
         return remote.DeviceError(f"the device has no Python at {python}",
                                   "Install python3 there, or give its path with --remote-python PATH (or the "
                                   "profile's `python`)", 2)
+    if phase in ("connecting", "starting") and code != 255:  # ssh exits 255 for its own errors only
+        return remote.DeviceError(f"the device's Python at {python} did not start the toolkit's agent "
+                                  f"({last or f'exit code {code}'})",
+                                  "Point --remote-python (or the profile's `python`) at a Python 3.8 or newer", 2)
     if phase in ("connecting", "starting"):
         return remote.DeviceError(f"ssh to {host} failed: {last or f'exit code {code}'}",
                                   "Check that `ssh " + f"{port}{bare}` works from this machine")

@@ -212,7 +212,7 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
 
         write_text(output, render.for_file(records, output))
     for r in ok:
-        where = f"{Path(r.model).name} on {r.backend}"
+        where = f"{Path(r.model).name} on {r.backend}" + (f" at {r.target}" if r.target else "")
         for text in r.notes:
             note(f"{Path(r.model).name}: {text}")
         fallback = r.provider.get("fallback")
@@ -229,7 +229,8 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
         click.echo(f"Error: {r.error}", err=True)
     if interrupted is not None:
         done = len(records) - len(problems)
-        click.echo(f"Stopped after {done} of {len(requests)} pairs; the results above are the finished ones.", err=True)
+        finished = "the results above are the finished ones" if done else "none had finished"
+        click.echo(f"Stopped after {done} of {len(requests)} pairs; {finished}.", err=True)
         raise interrupted
     if failed:
         sys.exit(max(r.exit_code for r in failed))
