@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from toolkit import operations
-from toolkit.api import WordTokenizer, read_specs
-from toolkit.errors import CheckFailedError, ToolkitError, UsageError
+from toolkit.errors import CheckFailedError
 
 from conftest import bench_json, run_cli
 
@@ -32,17 +31,6 @@ def mlp(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lstm(tmp_path_factory):
     return _train(tmp_path_factory, "lstm", "lstm", "--epochs", "30")
-
-
-@pytest.fixture(scope="module")
-def transformer(tmp_path_factory):
-    return _train(tmp_path_factory, "transformer", "transformer", "--epochs", "2")
-
-
-@pytest.fixture(scope="module")
-def gru_text(tmp_path_factory):
-    return _train(tmp_path_factory, "gru", "lstm", "-o", "cell=gru", "--dataset", "fine-foods", "--epochs", "1",
-                  "--limit", "1000")
 
 
 @pytest.fixture(scope="module")
@@ -72,24 +60,9 @@ def test_the_lstm_forecasts_co2_better_than_the_last_value(lstm):
     assert manifest["task"] == "regression" and manifest["outputs"][0]["name"] == "forecast"
 
 
-@pytest.mark.slow
-def test_the_transformer_classifies_reviews_and_its_vocabulary_travels_beside_it(transformer):
-    model, metrics = transformer
-    assert metrics["dataset"] == "fine-foods" and metrics["accuracy"] > metrics["baseline_accuracy"]
-    vocab = model.with_name(model.name + ".vocab.txt")
-    assert vocab.read_text().split("\n")[:2] == ["<pad>", "<oov>"]
-    tok = WordTokenizer.for_artifact(model)
-    ids = tok.encode(["Great coffee, will buy again!", "zzzunknownzzz"])
-    assert ids.dtype == np.int32 and ids.shape == (2, 64)
-    assert ids[1, -1] == 1 and (ids[1, :-1] == 0).all()  # an unknown word is 1; padding at the front is 0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("family", ["mlp", "transformer"])
-def test_a_family_converts_and_quantizes_to_int8_without_calibration_options(family, request, tmp_path):
+def converts_and_quantizes(family: str, model, tmp_path) -> None:  # also used by test_families_text.py
     """convert --to tflite and --to onnx, quantize --scheme int8 (calibration from the manifest), no Flex op; the
     int8 file converted to ONNX too (once: tflite->onnx costs the same for every family)."""
-    model, _ = request.getfixturevalue(family)
     proc = run_cli("quantize", str(model), "--scheme", "int8", "--output", str(tmp_path / "int8.tflite"))
     assert proc.returncode == 0, proc.stderr
     assert "calibrating on" in proc.stderr
@@ -105,6 +78,11 @@ def test_a_family_converts_and_quantizes_to_int8_without_calibration_options(fam
     for tflite in ("fp32.tflite", "int8.tflite"):
         ops = json.loads((tmp_path / f"{tflite}.manifest.json").read_text())["extra"]["ops"]
         assert ops and not [op for op in ops if op.startswith("Flex")]
+
+
+@pytest.mark.slow
+def test_the_mlp_converts_and_quantizes_to_int8_without_calibration_options(mlp, tmp_path):
+    converts_and_quantizes("mlp", mlp[0], tmp_path)
 
 
 @pytest.mark.slow
@@ -131,46 +109,6 @@ def test_the_lstm_is_unrolled_for_tflite_quantizes_to_full_int8_and_runs_on_both
     fp32, int8, ort = (r["evaluation"] for r in results)
     assert fp32["mae"] == pytest.approx(metrics["mae"], rel=1e-3) and ort["mae"] == pytest.approx(metrics["mae"], rel=1e-3)
     assert int8["mae"] < 2 * fp32["mae"]
-
-
-@pytest.mark.slow
-def test_a_recurrent_text_model_runs_on_litert_and_onnx_runtime_with_its_vocabulary(gru_text, tmp_path):
-    model, metrics = gru_text
-    int8 = operations.quantize(model, "int8", output=tmp_path / "gru_int8.tflite")
-    onnx = operations.convert(model, "onnx", output=tmp_path / "gru.onnx")
-    for made in (int8, onnx):
-        vocab = made.path.with_name(made.path.name + ".vocab.txt")
-        assert vocab.read_bytes() == model.with_name(model.name + ".vocab.txt").read_bytes()
-        assert made.manifest.extra["tokenizer"]["sequence_length"] == 64
-    assert read_specs(int8.path)[0][0].dtype == "int32"  # token ids in, as the Keras model takes them
-    proc, results = bench_json(str(int8.path), str(onnx.path), "--runs", "5", "--dataset", "fine-foods")
-    assert proc.returncode == 0, proc.stderr
-    assert [r["backend"] for r in results] == ["tflite", "onnxruntime"]
-    assert results[1]["evaluation"]["top1"] == pytest.approx(metrics["accuracy"], abs=1e-5)
-
-
-@pytest.mark.slow
-def test_unsupported_combinations_are_refused_with_the_reason_and_a_fix(transformer, tmp_path):
-    model, _ = transformer
-    with pytest.raises(ToolkitError, match="int16x8 needs float inputs.*token ids") as e:
-        operations.quantize(model, "int16x8", output=tmp_path / "t.tflite")
-    assert e.value.exit_code == 2 and "--scheme int8 or dynamic" in e.value.hint
-    proc = run_cli("train", "transformer", "--dataset", "co2", "--output", str(tmp_path / "x"))
-    assert proc.returncode == 2 and "takes token ids" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    proc = run_cli("train", "lstm", "-o", "cel=gru", "--output", str(tmp_path / "x"))
-    assert proc.returncode == 2 and "Did you mean 'cell'" in proc.stderr
-    assert not (tmp_path / "x").exists()
-
-
-@pytest.mark.slow
-def test_a_vocabulary_that_is_not_the_models_is_refused(gru_text, tmp_path):
-    model, _ = gru_text
-    copy = tmp_path / model.name
-    for suffix in ("", ".manifest.json", ".vocab.txt"):
-        copy.with_name(copy.name + suffix).write_bytes(model.with_name(model.name + suffix).read_bytes())
-    copy.with_name(copy.name + ".vocab.txt").write_text("<pad>\n<oov>\nother\n")
-    with pytest.raises(UsageError, match="is not the file 'lstm.keras' was made with"):
-        operations.convert(copy, "onnx")
 
 
 @pytest.mark.slow
@@ -218,52 +156,6 @@ def test_a_family_trains_on_the_users_csv_and_later_steps_find_it_by_its_path(tm
     proc = run_cli("quantize", str(tmp_path / "out" / "mlp.keras"), "--scheme", "int8", cwd=tmp_path / "work")
     assert proc.returncode == 0, proc.stderr
     assert "loans.csv:test[:60]" in proc.stdout
-
-
-MAKE_UNCONVERTIBLE = '''
-import keras
-from keras import layers, ops
-keras.Sequential([keras.Input((None, 3)), layers.LSTM(4), layers.Dense(2)]).save("varlen.keras")
-inp = keras.Input((4,))
-keras.Model(inp, layers.Dense(2)(ops.cumprod(inp, axis=-1))).save("cumprod.keras")
-text = keras.Input((1,), dtype="string")
-ids = layers.StringLookup(vocabulary=["a", "b"])(text)
-keras.Model(text, layers.Dense(2)(layers.Reshape((1,))(ids))).save("strings.keras")
-'''
-
-
-@pytest.mark.slow
-def test_models_tflite_cannot_take_are_refused_with_the_reason_and_the_fix(tmp_path):
-    """A Flex op, an LSTM over sequences of no fixed length, text inside the graph: one line each, exit 2 or 1,
-    no file; Flex is written only when asked for."""
-    import subprocess
-    import sys
-
-    subprocess.run([sys.executable, "-c", MAKE_UNCONVERTIBLE], cwd=tmp_path, check=True, capture_output=True)
-    cases = {"cumprod.keras": "TFLite has no builtin for (Cumprod)", "varlen.keras": "no fixed length",
-             "strings.keras": "the model takes text"}
-    for model, message in cases.items():
-        proc = run_cli("convert", str(tmp_path / model), "--to", "tflite")
-        assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        assert not list(tmp_path.glob(f"{model.split('.')[0]}*.tflite"))
-    assert "-o allow_flex=true" in run_cli("convert", str(tmp_path / "cumprod.keras"), "--to", "tflite").stderr
-    # Asked for, the Flex file is made, and the check says why LiteRT here cannot run it.
-    proc = run_cli("convert", str(tmp_path / "cumprod.keras"), "--to", "tflite", "-o", "allow_flex=true")
-    assert "needs TensorFlow Flex ops (FlexCumprod)" in proc.stderr and "Flex delegate" in proc.stderr
-
-
-@pytest.mark.slow
-def test_a_text_model_benchmarked_on_another_vocabulary_is_refused(gru_text, tmp_path):
-    import csv
-
-    model, _ = gru_text
-    with open(tmp_path / "other.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows([[f"zebra quokka {i}", i % 2] for i in range(40)])
-    proc, _ = bench_json(str(model), "--runs", "5", "--dataset", str(tmp_path / "other.csv"))
-    assert proc.returncode == 2 and "'other.csv' tokenises with another vocabulary" in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
