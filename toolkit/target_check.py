@@ -204,8 +204,10 @@ def check_latency(records: list[dict[str, Any]], model: Path, target: Target, bu
     if budget_ms is None:
         return Check("latency", "skip", "no latency budget (--latency-budget MS, or the profile's "
                      "latency_budget_ms)")
+    # A record without a target was measured here: it counts for the detected host.
+    measured_on = {target.name, None} if target.detected else {target.name}
     mine = [r for r in records if r.get("status") == "ok" and Path(r.get("model", "")).name == model.name
-            and r.get("target") in (target.name, None if target.detected else target.name)]
+            and r.get("target") in measured_on]
     if not mine:
         how = f"`toolkit bench {model} --target {target.name} --format json > results.json`, then --results"
         return Check("latency", "skip", f"no measured result of {model.name} on {target.name}", f"Measure it: {how}")

@@ -4,7 +4,6 @@ fallback to CPU (no GPU, a missing CUDA library) is reported instead of being me
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 from typing import Any, Callable
 
@@ -14,13 +13,6 @@ from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelF
                          TensorSpec, UsageError, library_versions, read_specs)
 
 from . import device
-
-def _spec(arg: Any, is_input: bool = True) -> TensorSpec:
-    try:
-        return TensorSpec.from_dict(device.spec_dict(arg, is_input))
-    except device.LoadError as e:
-        raise UsageError(str(e), e.hint) from None
-
 
 def _with_quantization(specs: list[TensorSpec], artifact: Artifact, inputs: bool) -> list[TensorSpec]:
     """ONNX Runtime does not say what an integer input or output means; the graph does (its edge Quantize/
@@ -38,23 +30,23 @@ def _with_quantization(specs: list[TensorSpec], artifact: Artifact, inputs: bool
 
 
 class OrtSession(Session):
-    def __init__(self, session: Any, requested: str, fallback: str | None, artifact: Artifact):
-        self.session = session
-        self.requested = requested
-        self.fallback = fallback
-        self.input_specs = _with_quantization([_spec(a) for a in session.get_inputs()], artifact, True)
-        self.output_specs = _with_quantization([_spec(a, is_input=False) for a in session.get_outputs()], artifact,
+    """The device module's session (device.py, the code that also runs on devices), with the toolkit's specs:
+    integer inputs and outputs carry the quantization the graph declares."""
+
+    def __init__(self, session: device.DeviceSession, artifact: Artifact):
+        self.device = session
+        self.input_specs = _with_quantization([TensorSpec.from_dict(d) for d in session.input_specs], artifact, True)
+        self.output_specs = _with_quantization([TensorSpec.from_dict(d) for d in session.output_specs], artifact,
                                                False)
-        self._out_names = [s.name for s in self.output_specs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self._out_names, self.session.run(self._out_names, inputs)))
+        return self.device.run(inputs)
 
     def bench_callable(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
-        return functools.partial(self.session.run, self._out_names, inputs)
+        return self.device.bench_callable(inputs)  # ORT's own run(), bound to its arguments
 
     def describe(self) -> dict[str, Any]:
-        return device.describe(self.session, self.requested, self.fallback)
+        return self.device.describe()
 
 
 class OnnxRuntimeBackend(Backend):
@@ -81,8 +73,7 @@ class OnnxRuntimeBackend(Backend):
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
         try:
-            session, requested, fallback = device.create_session(str(artifact.path), options.threads,
-                                                                 options.provider, options.extra)
-        except device.LoadError as e:
+            session = device.open_session(str(artifact.path), options.threads, options.provider, options.extra)
+        except device.LoadError as e:  # a file ORT refuses, or an input type nothing can feed
             raise (ModelFileError if e.kind == "model" else UsageError)(str(e), e.hint) from None
-        return OrtSession(session, requested, fallback, artifact)
+        return OrtSession(session, artifact)

@@ -19,11 +19,6 @@ from toolkit.api import (Artifact, Availability, Backend, BackendOptions, Missin
 from . import device
 
 
-def _spec(detail: dict[str, Any]) -> TensorSpec:
-    """A TensorSpec from an interpreter's get_input_details()/get_output_details() entry."""
-    return TensorSpec.from_dict(device.spec_dict(detail))
-
-
 def _runtime() -> tuple[str, Any]:
     """(distribution name, interpreter module) of the best installed TFLite runtime."""
     try:
@@ -33,38 +28,32 @@ def _runtime() -> tuple[str, Any]:
 
 
 class TFLiteSession(Session):
-    def __init__(self, interpreter: Any, runtime: str, delegate: str):
-        self.interpreter = interpreter
-        self.runtime, self.delegate = runtime, delegate
-        self._in = interpreter.get_input_details()
-        self._out = interpreter.get_output_details()
-        self.input_specs = [_spec(d) for d in self._in]
-        self.output_specs = [_spec(d) for d in self._out]
+    """The device module's session (device.py, the code that also runs on devices), with the toolkit's specs and
+    errors."""
+
+    def __init__(self, session: device.DeviceSession):
+        self.device = session
+        self.interpreter, self.runtime = session.interpreter, session.runtime
+        self.input_specs = [TensorSpec.from_dict(d) for d in session.input_specs]
+        self.output_specs = [TensorSpec.from_dict(d) for d in session.output_specs]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.device.run(inputs)
+
+    def bench_callable(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        return self.device.bench_callable(inputs)  # the interpreter's own invoke(): nothing of ours is timed
+
+    def describe(self) -> dict[str, Any]:
+        return self.device.describe()
 
     def resize(self, shapes: dict[str, tuple[int, ...]]) -> None:
         try:
-            device.resize_inputs(self.interpreter, shapes)
+            self.device.resize(shapes)
         except (ValueError, RuntimeError) as e:
             # The graph cannot take these shapes (a damaged shape signature, a --shape it was not made for).
             wanted = ", ".join(f"{k} {list(v)}" for k, v in shapes.items())
             raise UsageError(f"{self.runtime} cannot resize the inputs to {wanted}: {first_line(e)}",
                              "Check --shape and --batch against the model's inputs, or re-export the model") from None
-
-    def _set_inputs(self, inputs: dict[str, np.ndarray]) -> None:
-        for detail in self._in:
-            self.interpreter.set_tensor(detail["index"], inputs[detail["name"]])
-
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._set_inputs(inputs)
-        self.interpreter.invoke()
-        return {d["name"]: self.interpreter.get_tensor(d["index"]).copy() for d in self._out}
-
-    def bench_callable(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
-        self._set_inputs(inputs)  # inputs stay in the interpreter's buffers: only invoke() is timed
-        return self.interpreter.invoke
-
-    def describe(self) -> dict[str, Any]:
-        return {"runtime": self.runtime, "delegate": self.delegate}
 
 
 class TFLiteBackend(Backend):
@@ -97,9 +86,8 @@ class TFLiteBackend(Backend):
                                                   options.threads, use_xnnpack)
         except device.LoadError as e:
             raise ModelFileError(str(e), e.hint) from None
-        precision = artifact.precision
-        delegate = "xnnpack" if use_xnnpack and precision != "int16x8" else "builtin kernels"
-        return TFLiteSession(interpreter, runtime, delegate)
+        delegate = device.delegate_name(use_xnnpack, artifact.precision)
+        return TFLiteSession(device.DeviceSession(interpreter, runtime, delegate))
 
     def inspect(self, artifact: Artifact) -> dict[str, Any]:
         """Operators, weights and multiply-accumulates as LiteRT reads the file, and which operators the XNNPACK

@@ -132,5 +132,9 @@ def open_session(path: str, threads: Optional[int], provider: Optional[str], opt
     with open(path, "rb") as f:
         data = f.read()
     interpreter = make_interpreter(module, runtime_name, data, path.rsplit("/", 1)[-1], threads, xnnpack)
-    delegate = "xnnpack" if xnnpack and precision != "int16x8" else "builtin kernels"
-    return DeviceSession(interpreter, runtime_name, delegate)
+    return DeviceSession(interpreter, runtime_name, delegate_name(xnnpack, precision))
+
+
+def delegate_name(xnnpack: bool, precision: str) -> str:
+    """What runs the model: XNNPACK takes no int16x8 operators, which stay on LiteRT's own kernels."""
+    return "xnnpack" if xnnpack and precision != "int16x8" else "builtin kernels"

@@ -67,13 +67,20 @@ def make_tflite_models(folder: str) -> dict[str, str]:
 
     mlp = MLP()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([mlp.__call__.get_concrete_function()], mlp)
+    (out / "int8_mlp.tflite").write_bytes(_full_int8(conv, rng, (1, 16), 50))
+    return {"two_inputs": str(out / "two_inputs.tflite"), "int8_mlp": str(out / "int8_mlp.tflite")}
+
+
+def _full_int8(conv, rng, shape: tuple[int, ...], samples: int) -> bytes:
+    """A TFLite converter's output quantized to full integers, int8 in and out, calibrated on random inputs."""
+    import tensorflow as tf
+
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rng.random((1, 16), dtype=np.float32)] for _ in range(50))
+    conv.representative_dataset = lambda: ([rng.random(shape, dtype=np.float32)] for _ in range(samples))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    (out / "int8_mlp.tflite").write_bytes(conv.convert())
-    return {"two_inputs": str(out / "two_inputs.tflite"), "int8_mlp": str(out / "int8_mlp.tflite")}
+    return conv.convert()
 
 
 def make_target_models(folder: str) -> dict[str, str]:
@@ -91,12 +98,7 @@ def make_target_models(folder: str) -> dict[str, str]:
         keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
     rng = np.random.default_rng(4)
     conv = tf.lite.TFLiteConverter.from_keras_model(cnn)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rng.random((1, 28, 28, 1), dtype=np.float32)] for _ in range(20))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    (Path(folder) / "cnn_int8.tflite").write_bytes(conv.convert())
+    (Path(folder) / "cnn_int8.tflite").write_bytes(_full_int8(conv, rng, (1, 28, 28, 1), 20))
     return {"wide_mlp": _wide_mlp(folder), "cnn_int8": str(Path(folder) / "cnn_int8.tflite")}
 
 

@@ -118,9 +118,10 @@ def target_output(session: Session, dataset: Any) -> TensorSpec:
     return outs[0]
 
 
-def dataset_fits(session: Any, dataset: Any, x: Any) -> dict[str, np.ndarray]:
-    """The dataset's inputs by the model's input names, each checked to fit its input (`session` needs only
-    input_specs and output_specs: a remote runner checks against the model's declared specs before it ships)."""
+def dataset_fits(session: Any, dataset: Any, x: Any) -> tuple[dict[str, np.ndarray], TensorSpec]:
+    """The dataset's inputs by the model's input names, each checked to fit its input, and the output it is scored
+    on (`session` needs only input_specs and output_specs: a remote runner checks against the model's declared
+    specs before it ships)."""
     fed_all = _feed(session, x)
     for spec in session.input_specs:
         arr = fed_all[spec.name]
@@ -128,8 +129,7 @@ def dataset_fits(session: Any, dataset: Any, x: Any) -> dict[str, np.ndarray]:
             raise UsageError(f"dataset '{dataset.name}' gives '{short_name(spec.name)}' of shape {list(arr.shape[1:])}"
                              f" per sample, the model wants {list(spec.shape[1:])}",
                              "Pick the dataset the model was trained on")
-    target_output(session, dataset)
-    return fed_all
+    return fed_all, target_output(session, dataset)
 
 
 def evaluate(session: Session, dataset_name: str, batch: int, budget_s: float | None, backend: str) -> dict:
@@ -137,8 +137,7 @@ def evaluate(session: Session, dataset_name: str, batch: int, budget_s: float | 
     dataset = plugins.registries().datasets.get(dataset_name)
     dataset.require_available()
     x, y = dataset.load("test")
-    fed_all = dataset_fits(session, dataset, x)
-    out_spec = target_output(session, dataset)
+    fed_all, out_spec = dataset_fits(session, dataset, x)
     first = session.input_specs[0]
     fixed = first.shape[0] if first.shape and first.shape[0] is not None else None
     chunk = fixed or max(batch, 64)
@@ -213,13 +212,19 @@ def _dataset_shapes(session: Session, dataset: str, batch: int) -> dict[str, tup
     return {s.name: (batch, *fed[s.name].shape[1:]) for s in open_inputs if fed[s.name].ndim == len(s.shape)}
 
 
-def measure(request: dict[str, Any]) -> dict[str, Any]:
-    """Child entry point: one (model, backend) pair, returned as a BenchRecord dict."""
-    req = BenchRequest.from_dict(request)
-    artifact = Artifact.open(req.model)
+def open_artifact(model: str) -> Artifact:
+    """The artifact, with the precision its format plugin reads from the file when no manifest records it."""
+    artifact = Artifact.open(model)
     fmt = formats.get(artifact.format)
     if artifact.manifest is None and fmt.available().ok:
         artifact.precision_hint = fmt.describe(artifact.path).get("precision")
+    return artifact
+
+
+def measure(request: dict[str, Any]) -> dict[str, Any]:
+    """Child entry point: one (model, backend) pair, returned as a BenchRecord dict."""
+    req = BenchRequest.from_dict(request)
+    artifact = open_artifact(req.model)
     report_phase("loading")
     t0 = time.perf_counter()
     backend, session = load_session(artifact, req.backend, req.threads, req.provider, req.options)

@@ -9,9 +9,7 @@ dataset, which is native code and may import a framework: it runs in a local chi
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import json
 import shlex
 import tempfile
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from .. import __version__
+from ..artifact import sha256_file
 from ..errors import ToolkitError, UsageError
 from ..records import BenchRecord, BenchRequest
 
@@ -77,16 +76,8 @@ def bootstrap_command(python: str) -> str:
     return f"exec {shlex.quote(python)} -I -c {shlex.quote(BOOTSTRAP)} {len(agent_source())}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _ship(path: Path, cache: bool) -> tuple[ShippedFile, dict[str, str]]:
-    f = ShippedFile(str(path), _sha256(path), path.stat().st_size, "".join(path.suffixes[-1:]), cache)
+    f = ShippedFile(str(path), sha256_file(path), path.stat().st_size, "".join(path.suffixes[-1:]), cache)
     return f, {"sha256": f.sha256}
 
 
@@ -95,16 +86,12 @@ def prepare_in_child(request: dict[str, Any], folder: str) -> dict[str, Any]:
     dataset as .npy files in `folder` (plain arrays: deterministic bytes, so a dataset's sha256 is stable)."""
     import numpy as np
 
-    from .. import formats, plugins
-    from ..artifact import Artifact
+    from .. import plugins
     from ..inputs import load_npz_inputs, resolve_shapes, short_name
-    from .measure import declared_specs
+    from .measure import declared_specs, open_artifact
 
     req = BenchRequest.from_dict(request)
-    artifact = Artifact.open(req.model)
-    fmt = formats.get(artifact.format)
-    if artifact.manifest is None and fmt.available().ok:
-        artifact.precision_hint = fmt.describe(artifact.path).get("precision")
+    artifact = open_artifact(req.model)
     declared = declared_specs(artifact)
     out: dict[str, Any] = {
         "declared": {"inputs": [s.to_dict() for s in declared[0]], "outputs": [s.to_dict() for s in declared[1]]}
@@ -176,11 +163,11 @@ def prepare(request: BenchRequest, folder: Path) -> RemoteJob:
                                                         f"--to {runnable[-1] if runnable else 'tflite'}")
         raise UsageError(f"backend {backend.name} cannot run on a remote device (it has no device module)",
                          "Pick a backend that can, e.g. --backend tflite or --backend onnxruntime")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin:
-        raise UsageError(f"backend {backend.name} names the device module {module}, which cannot be found",
-                         "Reinstall the plugin")
-    device_module = importlib.import_module(module)
+    try:
+        device_module = importlib.import_module(module)
+    except ImportError:
+        raise UsageError(f"backend {backend.name} names the device module {module}, which cannot be imported",
+                         "Reinstall the plugin") from None
     prepared = run_in_child("toolkit.benchmark.remote:prepare_in_child", request=request.to_dict(), folder=str(folder))
     files: list[ShippedFile] = []
     model_file, model_ref = _ship(Path(request.model), cache=True)
@@ -212,7 +199,7 @@ def prepare(request: BenchRequest, folder: Path) -> RemoteJob:
         job["dataset"] = data
     unique = list({f.sha256: f for f in files}.values())
     sources = {"protocol.py": (_HERE / "protocol.py").read_text(), "device_measure.py":
-               (_HERE / "device_measure.py").read_text(), "backend_device.py": Path(spec.origin).read_text()}
+               (_HERE / "device_measure.py").read_text(), "backend_device.py": Path(device_module.__file__).read_text()}
     requirements = [[list(names), pip] for names, pip in getattr(device_module, "REQUIREMENTS", [])]
     return RemoteJob(request, job, unique, sources, requirements, prepared["facts"])
 

@@ -178,19 +178,12 @@ def run_all(requests: list[BenchRequest], on_done: Callable[[Record], None] | No
     targets run in parallel, each in its own thread, so a slow or dead device holds up only its own results. On
     Ctrl-C the running children and ssh sessions are killed (the janitor tracks them all) and the interrupt is
     raised once every thread has stopped."""
+    import threading
+
     records = [] if records is None else records
     groups: dict[str | None, list[BenchRequest]] = {}
     for req in requests:
         groups.setdefault(req.target, []).append(req)
-    if len(groups) <= 1:
-        for req in requests:
-            record = run_pair(req)
-            records.append(record)
-            if on_done:
-                on_done(record)
-        return records
-    import threading
-
     lock, stop = threading.Lock(), threading.Event()
 
     def run_group(group: list[BenchRequest]) -> None:
@@ -205,6 +198,9 @@ def run_all(requests: list[BenchRequest], on_done: Callable[[Record], None] | No
                 if on_done:
                     on_done(record)
 
+    if len(groups) <= 1:  # one target: in this thread, where a Ctrl-C reaches the runner directly
+        run_group(requests)
+        return records
     threads = [threading.Thread(target=run_group, args=(g,), daemon=True) for g in groups.values()]
     for t in threads:
         t.start()
