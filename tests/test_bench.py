@@ -105,6 +105,7 @@ def test_batch_sizes_fill_a_dynamic_batch_dimension(artifacts):
         assert list(r["inputs"].values())[0] == [8, 8, 8, 1]
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_onnx_with_several_inputs_and_dynamic_dimensions(onnx_multi):
     proc, results = bench_json(str(onnx_multi), "--runs", "5")
     assert proc.returncode == 2
@@ -136,6 +137,7 @@ def test_full_int8_tflite_from_elsewhere(tflite_models):
     assert results[0]["status"] == "ok" and results[0]["precision"] == "int8"  # from its quantized I/O
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_third_party_onnx_models_shipped_with_onnx_and_onnxruntime():
     import onnx
     import onnxruntime

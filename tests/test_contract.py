@@ -108,6 +108,7 @@ def test_a_backend_that_returns_wrong_outputs_is_an_error_never_a_number(tiny, b
     assert message in record["error"]
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_answers_for_part_of_a_batch_are_an_error_in_bench_and_evaluation(tiny):
     proc, results = bench_json(str(tiny), "--backend", "partial", "--batch", "5", "--runs", "5", env=CONTRACT)
     assert proc.returncode == 1 and "output 'y' has 1 rows for a batch of 5" in results[0]["error"]
@@ -115,6 +116,7 @@ def test_answers_for_part_of_a_batch_are_an_error_in_bench_and_evaluation(tiny):
     assert proc.returncode == 1 and "rows for a batch of 64" in results[0]["error"]
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_a_wrong_shape_with_a_dataset_gives_no_accuracy(tiny):
     proc, results = bench_json(str(tiny), "--backend", "wrong-shape", "--dataset", "tiny-tabular", env=CONTRACT)
     assert proc.returncode == 1 and results[0]["status"] == "error"
@@ -179,6 +181,7 @@ def test_plugin_options_are_validated_passed_and_recorded(tiny_with_manifest):
     assert manifest["quantization"]["weights"] == "int8 per-tensor"
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_backend_options_reach_the_backend_and_bad_ones_stop_before_any_run(tiny):
     proc, results = bench_json(str(tiny), "-o", "graph_optimization=basic", "--runs", "5")
     assert proc.returncode == 0, proc.stderr
@@ -208,6 +211,7 @@ def test_a_plugin_format_is_accepted_by_bench_with_no_change_to_the_core(tmp_pat
     assert record["inputs"] == {"features": [1, 5]}
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_mixed_formats_run_every_possible_pair_and_list_the_skipped(tiny, tmp_path):
     from toolkit.testing import tiny_tflite_model
 
@@ -227,6 +231,7 @@ def test_a_model_that_no_named_backend_can_run_is_an_error(tiny):
     assert proc.returncode == 2 and results[0]["status"] == "error"
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_a_negative_priority_backend_is_never_the_silent_default(tiny):
     proc = run_cli("bench", str(tiny), env={"TOOLKIT_BLOCK_PLUGINS": "onnxruntime"})
     assert proc.returncode == 2
@@ -237,6 +242,7 @@ def test_a_negative_priority_backend_is_never_the_silent_default(tiny):
     assert results[0]["provider"]["blas_threads_limited"] is True
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_all_backends_says_which_it_leaves_out(tiny):
     proc, results = bench_json(str(tiny), "--all-backends", "--runs", "5", env={"TOOLKIT_PLUGIN_MODULES": ""})
     assert proc.returncode == 0, proc.stderr
@@ -364,6 +370,7 @@ def test_the_core_writes_the_manifest_with_specs_read_from_the_file(tiny_with_ma
 
 
 # ---------------------------------------------------------------------------------------------- tasks
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_a_regression_dataset_is_scored_with_mae_and_rmse_not_accuracy(tiny):
     proc, results = bench_json(str(tiny), "--dataset", "tiny-regression", "--runs", "5", env=CONTRACT)
     assert proc.returncode == 0, proc.stderr
@@ -417,6 +424,7 @@ def test_a_backend_that_answers_for_part_of_a_batch_is_caught(tmp_path):
         assert_backend_conforms(Partial(), tiny_onnx_model(tmp_path / "tiny.onnx"), reference=None)
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_the_reference_backend_refuses_what_its_kernels_do_not_cover_instead_of_guessing(tmp_path):
     import onnx
     from onnx import TensorProto, helper
@@ -445,6 +453,7 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_anything_runs(t
     assert proc.returncode == 2 and "Benchmark" not in proc.stdout
 
 
+@pytest.mark.slow  # several benchmark children: kept out of the fast tier
 def test_a_named_dimension_shared_by_inputs_is_given_once(tmp_path):
     from toolkit.testing import tiny_onnx_two_inputs
 

@@ -6,17 +6,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pytest
-from conftest import run_cli
+from click.testing import CliRunner
 
 from toolkit import plugins
 from toolkit.api import ProfileError, load_profile, target_from_dict
+from toolkit.cli import cli
 from toolkit.profiles import FIELDS, target_from_url
 
 TESTDATA = Path(__file__).parents[1] / "toolkit" / "testdata"
 SHIPPED = {"raspberry-pi-4", "raspberry-pi-5", "jetson-orin-nano", "android-arm64-phone", "x86-64-vnni-server",
            "x86-edge-box", "coral-dev-board", "cortex-m7-mcu"}
 MINIMAL = 'name = "{name}"\narch = "aarch64"\nram_mb = 512\n'
+
+
+def run_cli(*args: str, env: dict | None = None) -> SimpleNamespace:
+    """The CLI in this process, without an interpreter's start-up per call: the same exit code, stdout and stderr
+    (the model checks still read the file in a child process)."""
+    result = CliRunner().invoke(cli, list(args), env=env)
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)
 
 
 def test_every_shipped_profile_loads_and_the_host_is_detected():
