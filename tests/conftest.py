@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,12 @@ TOOLKIT = str(Path(sys.executable).with_name("toolkit"))
 
 # Test plugins and model makers in tests/support are importable here and in every child process.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
+# The protocol's time minimums (0.5 s of warm-up, 1 s of timing per pair) would add 1.5 s to each of the suite's
+# hundreds of benchmarks: the tests count runs instead. The tests of the minimums themselves set them.
+os.environ["TOOLKIT_BENCH_MIN_SECONDS"] = "0"
+os.environ["TOOLKIT_BENCH_WARMUP_SECONDS"] = "0"
+# Saved runs go to a history of the test session's own, never the user's (tests that count runs use their own).
+os.environ["TOOLKIT_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="toolkit-test-history-"), "history.sqlite")
 sys.path.insert(0, str(SUPPORT))
 
 

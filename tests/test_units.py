@@ -59,18 +59,60 @@ def test_latency_summary_percentiles_are_ordered_from_min_to_max():
     s = protocol.latency_summary(rng.integers(10_000, 5_000_000, size=257).tolist())
     assert s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
     assert s["min"] <= s["mean"] <= s["max"]
-    assert set(s) == {"p50", "p90", "p99", "mean", "std", "min", "max"}
+    assert set(s) == {"p50", "p90", "p99", "mean", "std", "min", "max", "mad"}
 
 
-def test_a_run_with_fewer_than_ten_timings_is_unstable_even_if_its_numbers_are_tight():
-    tight = {"p50": 100.0, "p90": 100.0}
-    assert protocol.is_unstable(tight, runs=9)
-    assert not protocol.is_unstable(tight, runs=10)
+def test_mad_and_the_spreads_have_their_textbook_values_on_a_known_series():
+    # 1..9 us: median 5, absolute deviations 4,3,2,1,0,1,2,3,4 -> MAD 2; mean 5, population std sqrt(60/9).
+    times = [1000 * i for i in range(1, 10)]
+    assert protocol.latency_summary(times)["mad"] == 2.0
+    s = protocol.stability(times, windows=3)
+    assert s["robust_cv"] == round(1.4826 * 2 / 5, 4)
+    assert s["cv"] == round(float(np.sqrt(60 / 9)) / 5, 4)
+    assert s["windows_p50_us"] == [2.0, 5.0, 8.0]  # the windows are consecutive: [1,2,3], [4,5,6], [7,8,9]
+    assert s["window_spread"] == round((8 - 2) / 5, 4)
 
 
-def test_a_run_whose_p90_exceeds_1_3_times_its_median_is_unstable():
-    assert protocol.is_unstable({"p50": 100.0, "p90": 131.0}, runs=100)
-    assert not protocol.is_unstable({"p50": 100.0, "p90": 130.0}, runs=100)
+def test_a_steady_series_with_rare_outliers_is_stable_though_its_plain_cv_is_high():
+    # What a real run looks like here: a tight body and a few preempted calls (57 us beside 15 us).
+    rng = np.random.default_rng(0)
+    us = 15.0 * (1 + 0.02 * rng.standard_normal(5000))
+    us[rng.random(5000) < 0.01] = 57.0
+    s = protocol.stability((us * 1000).astype(int).tolist())
+    assert s["cv"] > 0.15  # the plain CV would call it unstable ...
+    assert s["robust_cv"] < 0.05 and s["window_spread"] < 0.02
+    assert s["reasons"] == []  # ... the robust spread and the windows do not
+
+
+def test_a_wide_series_is_unstable_by_its_robust_spread():
+    rng = np.random.default_rng(1)
+    us = rng.uniform(10.0, 20.0, 5000)
+    s = protocol.stability((us * 1000).astype(int).tolist())
+    assert s["robust_cv"] > 0.10
+    assert any("robust spread" in r for r in s["reasons"])
+
+
+def test_a_slow_phase_makes_the_windows_disagree():
+    us = np.full(5000, 15.0)
+    us[3000:4000] = 19.5  # the fourth of five windows ran 30 % slower: a neighbour, throttling
+    s = protocol.stability((us * 1000).astype(int).tolist(), windows=5)
+    assert s["windows_p50_us"] == [15.0, 15.0, 15.0, 19.5, 15.0]
+    assert s["robust_cv"] == 0.0
+    assert s["reasons"] == ["the 5 windows' medians differ by 30% > 10%"]
+
+
+def test_fewer_than_ten_runs_are_unstable_whatever_their_numbers():
+    assert protocol.stability([15_000] * 9)["reasons"] == ["only 9 runs"]
+    assert protocol.stability([15_000] * 10)["reasons"] == []
+
+
+def test_summarise_gives_the_sustained_throughput_and_keeps_samples_in_time_order():
+    times = [10_000 + i for i in range(10_000)]  # about 15 us each, rising
+    s = protocol.summarise(2_000_000, times, batch=8)
+    assert s["runs"] == 10_000 and s["first_run_ms"] == 2.0
+    assert s["throughput_per_s"] == round(8 * 10_000 / (sum(times) / 1e9), 2)
+    assert len(s["samples_us"]) == protocol.SAMPLES_KEPT
+    assert s["samples_us"] == sorted(s["samples_us"]) and s["samples_us"][0] == 10.0  # every 5th, in order
 
 
 # ============================================================================================ protocol: timing
@@ -109,6 +151,19 @@ def test_time_calls_still_makes_ten_runs_when_the_budget_is_already_spent():
 def test_time_calls_with_fewer_runs_than_the_minimum_makes_exactly_those_runs():
     _, times = protocol.time_calls(lambda: time.sleep(0.002), runs=3, warmup=0, max_seconds=0.001)
     assert len(times) == 3
+
+
+def test_time_calls_times_for_at_least_min_seconds_and_warms_up_for_warmup_seconds():
+    calls = []
+    t0 = time.perf_counter()
+    first_ns, times = protocol.time_calls(lambda: calls.append(time.perf_counter()), runs=5, warmup=2,
+                                          min_seconds=0.2, warmup_seconds=0.1)
+    assert len(times) > 5  # the minimum time, not the run count, decided
+    warm_calls = len(calls) - 1 - len(times)
+    assert warm_calls > 2
+    assert calls[1 + warm_calls] - calls[0] >= 0.1  # from the first call to the first timed one: the warm-up
+    assert calls[-1] - calls[1 + warm_calls] >= 0.19  # the timed runs lasted their 0.2 s (less the last call)
+    assert time.perf_counter() - t0 < 5
 
 
 def test_time_calls_turns_garbage_collection_back_on_even_when_the_call_fails():
@@ -253,8 +308,12 @@ def test_peak_rss_mb_is_this_process_vmhwm_in_megabytes():
 
 def test_environment_describes_the_machine_and_the_libraries():
     env = protocol.environment({"onnxruntime": "1.2.3"}, toolkit_version="9.9")
-    assert set(env) == {"cpu", "isa", "arch", "cores", "ram_mb", "os", "python", "numpy", "toolkit",
-                        "runtime_versions"}
+    assert set(env) == {"cpu", "isa", "features", "arch", "cores", "ram_mb", "os", "python", "numpy", "toolkit",
+                        "runtime_versions", "cpufreq", "affinity"}
+    assert set(env["cpufreq"]) == {"governor", "cur_mhz", "max_mhz"}
+    flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
+    assert ("avx2" in env["features"]) == (" avx2" in flags)  # the user-facing names follow the real flags
+    assert ("vnni" in env["features"]) == ("vnni" in flags)
     assert env["numpy"] == np.__version__
     assert env["cores"] == os.cpu_count()
     assert env["toolkit"] == "9.9"

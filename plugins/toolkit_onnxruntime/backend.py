@@ -61,6 +61,11 @@ class OnnxRuntimeBackend(Backend):
         PluginOption("graph_optimization", str, "all", "ORT graph optimisation level",
                      ("disabled", "basic", "extended", "all")),
         PluginOption("inter_op_threads", int, None, "threads between independent nodes (None: ORT's own)"),
+        PluginOption("trt_fp16", bool, False, "let TensorRT use fp16 kernels (--provider tensorrt)"),
+        PluginOption("trt_int8", bool, False, "let TensorRT use int8 kernels (--provider tensorrt)"),
+        PluginOption("trt_cache", str, None, "TensorRT engine cache folder (None: $XDG_CACHE_HOME/edge-toolkit/"
+                     "tensorrt, else ~/.cache/edge-toolkit/tensorrt)"),
+        PluginOption("cuda_device", int, 0, "GPU index (--provider cuda or tensorrt)"),
     )
 
     def available(self) -> Availability:
@@ -72,7 +77,7 @@ class OnnxRuntimeBackend(Backend):
         return library_versions("onnxruntime", "onnxruntime-gpu", "numpy")
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
-        try:
+        try:  # a GPU option the provider does not take (-o trt_fp16=true on cpu) is refused here, as UsageError
             session = device.open_session(str(artifact.path), options.threads, options.provider, options.extra)
         except device.LoadError as e:  # a file ORT refuses, or an input type nothing can feed
             raise (ModelFileError if e.kind == "model" else UsageError)(str(e), e.hint) from None

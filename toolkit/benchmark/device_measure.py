@@ -110,6 +110,10 @@ def measure(job):
     import backend_device
     import protocol
 
+    try:
+        protocol.pin_to(job.get("pin"))  # before the runtime starts its threads, which inherit it
+    except protocol.ProtocolError as e:
+        raise UsageProblem(str(e), "Pick CPUs from that list") from None
     say(phase="loading")
     t0 = time.perf_counter()
     session = backend_device.open_session(job["model_path"], job.get("threads"), job.get("provider"),
@@ -159,22 +163,20 @@ def measure(job):
     check(outputs, inputs)  # a wrong answer is an error, never a number
     session.resize(shapes)
     first_ns, times = protocol.time_calls(session.bench_callable(inputs), job["runs"], job["warmup"],
-                                          job.get("max_seconds"))
-    latency = protocol.latency_summary(times)
+                                          job.get("max_seconds"), job.get("min_seconds") or 0.0,
+                                          job.get("warmup_seconds") or 0.0)
     first_shape = shapes[first["name"]] if first else []
     batch = first_shape[0] if first_shape else 1
+    measured = protocol.summarise(first_ns, times, batch, job.get("windows") or protocol.WINDOWS)
     peak_mb = protocol.peak_rss_mb()
     evaluation = None
     if job.get("dataset"):
         say(phase="evaluating")
         evaluation = evaluate(session, protocol, np, job, in_specs, out_specs, check)
-    return {
-        "latency_us": latency, "runs": len(times), "batch": batch, "provider": session.describe(),
-        "inputs": shapes, "throughput_per_s": round(batch * 1e6 / latency["p50"], 2) if latency["p50"] else None,
-        "init_ms": round(init_ms, 3), "first_run_ms": round(first_ns / 1e6, 3), "peak_rss_mb": peak_mb,
-        "evaluation": evaluation, "unstable": protocol.is_unstable(latency, len(times)),
-        "environment": protocol.environment(backend_device.versions(), None),
-    }
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge-toolkit")
+    return dict(measured, batch=batch, provider=session.describe(), inputs=shapes, init_ms=round(init_ms, 3),
+                peak_rss_mb=peak_mb, evaluation=evaluation, peak_gflops=protocol.peak_gflops(cache),
+                environment=protocol.environment(backend_device.versions(), None))
 
 
 class WrongOutputs(Exception):

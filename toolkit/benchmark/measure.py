@@ -224,6 +224,10 @@ def open_artifact(model: str) -> Artifact:
 def measure(request: dict[str, Any]) -> dict[str, Any]:
     """Child entry point: one (model, backend) pair, returned as a BenchRecord dict."""
     req = BenchRequest.from_dict(request)
+    try:
+        protocol.pin_to(req.pin)  # before the runtime starts its threads, which inherit it
+    except protocol.ProtocolError as e:
+        raise UsageError(str(e), "Pick CPUs from that list") from None
     artifact = open_artifact(req.model)
     report_phase("loading")
     t0 = time.perf_counter()
@@ -261,10 +265,12 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         raise err from e
     check_outputs(outputs, session, backend.name, inputs)  # a wrong answer is an error, never a number
     session.resize(shapes)
-    first_ns, times = protocol.time_calls(session.bench_callable(inputs), req.runs, req.warmup, req.max_seconds)
-    latency = protocol.latency_summary(times)
+    first_ns, times = protocol.time_calls(session.bench_callable(inputs), req.runs, req.warmup, req.max_seconds,
+                                          req.min_seconds, req.warmup_seconds)
     first_shape = shapes[session.input_specs[0].name] if session.input_specs else ()
     batch = first_shape[0] if first_shape else 1
+    measured = protocol.summarise(first_ns, times, batch, req.windows)
+    macs = model_macs(artifact, backend)
 
     peak_mb = protocol.peak_rss_mb()  # before the dataset is loaded: the runtime's memory, not the evaluation's
     evaluation = None
@@ -281,20 +287,19 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         backend=backend.name,
         format=artifact.format,
         precision=artifact.precision,
-        latency_us=latency,
-        runs=len(times),
         warmup=req.warmup,
         batch=batch,
         threads=req.threads,
         provider=session.describe(),
         inputs={k: list(v) for k, v in shapes.items()},
-        throughput_per_s=round(batch * 1e6 / latency["p50"], 2) if latency["p50"] else None,
         init_ms=round(init_ms, 3),
-        first_run_ms=round(first_ns / 1e6, 3),
         peak_rss_mb=peak_mb,
         size_bytes=artifact.size_bytes,
         evaluation=evaluation,
-        unstable=protocol.is_unstable(latency, len(times)),
+        scenario=req.scenario,
+        pin=req.pin,
+        cost=cost_model(macs, batch, measured["latency_us"]["p50"], protocol.peak_gflops(cache_dir())),
+        **measured,
         task=artifact.task,
         source_model=manifest.model if manifest else None,
         runner=req.runner,
@@ -302,6 +307,35 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         notes=artifact.notes,
         environment=protocol.environment(backend.versions(), __version__),
     ).to_dict()
+
+
+def cache_dir() -> str:
+    """The toolkit's per-user cache folder (XDG_CACHE_HOME, else ~/.cache)."""
+    import os
+
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge-toolkit")
+
+
+def model_macs(artifact: Artifact, backend: Any) -> int | None:
+    """Multiply-accumulates per sample, from the format's reader, else the backend's view of the loaded model."""
+    fmt = formats.get(artifact.format)
+    try:
+        macs = fmt.inspect(artifact.path).get("macs") if fmt.available().ok else None
+        if not macs:
+            macs = (backend.inspect(artifact) or {}).get("macs")
+    except Exception:  # noqa: BLE001 - a cost model is extra: a model it cannot count is measured all the same
+        return None
+    return int(macs) if macs else None
+
+
+def cost_model(macs: int | None, batch: int, p50_us: float, peak: float | None) -> dict[str, Any] | None:
+    """FLOPs (2 per multiply-accumulate) per sample, the GFLOP/s achieved at the median latency and their share
+    of the machine's measured peak."""
+    if not macs or not p50_us:
+        return None
+    achieved = 2.0 * macs * batch / (p50_us * 1e3)  # flops per ns = GFLOP/s
+    return {"macs": macs, "flops": 2 * macs, "gflops_per_s": round(achieved, 3), "peak_gflops": peak,
+            "share_of_peak": round(achieved / peak, 4) if peak else None}
 
 
 def predict(model: str, backend: str, arrays: dict[str, np.ndarray] | list[np.ndarray], provider: str | None = None,

@@ -16,14 +16,26 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MIN_RUNS_UNDER_BUDGET = 10
-# A run is flagged unstable when its tail is far from its median: noisy neighbours, throttling, too few runs.
-UNSTABLE_P90_OVER_P50 = 1.3
+# The defaults of the protocol (every one configurable): warm up for at least WARMUP_RUNS and WARMUP_SECONDS, then
+# time at least RUNS calls and MIN_SECONDS, in WINDOWS consecutive windows.
+WARMUP_RUNS, WARMUP_SECONDS, RUNS, MIN_SECONDS, WINDOWS = 10, 0.5, 100, 1.0, 5
+# A measurement is unstable when its robust spread (1.4826 x MAD / median, the CV a normal distribution with the
+# same MAD would have) or the disagreement of its windows' medians passes this. The plain CV (std / mean) is
+# reported too, but it is no test: a handful of preempted calls among thousands (one 57 us call beside a 15 us
+# median) puts it at 20-40 % on an ordinary machine, so it would flag every run and tell nothing.
+UNSTABLE_SPREAD = 0.10
+SAMPLES_KEPT = 2000  # per record, in time order, for distributions and comparisons
+BLOCKS_KEPT = 100  # the mean of each of this many consecutive blocks of calls: the sustained rate, over time
 # The ISA features that decide which kernels a runtime picks.
 INTERESTING_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
                      "avx_vnni", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16",
                      "fphp", "asimdhp")
+# The same features by the names users look for, across x86 and Arm: (name, any of these flags).
+FEATURES = (("avx2", ("avx2",)), ("avx512", ("avx512f",)), ("vnni", ("avx512_vnni", "avx_vnni")),
+            ("amx", ("amx_int8", "amx_bf16")), ("neon", ("neon", "asimd")), ("dotprod", ("asimddp",)),
+            ("i8mm", ("i8mm",)), ("sve", ("sve",)), ("fp16", ("f16c", "fphp", "asimdhp")))
 
 
 class ProtocolError(ValueError):
@@ -31,36 +43,46 @@ class ProtocolError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def time_calls(fn: Callable[[], Any], runs: int, warmup: int,
-               max_seconds: float | None = None) -> tuple[int, list[int]]:
-    """Time `fn` alone: one first run, `warmup` untimed runs, then up to `runs` timed ones (ns each)."""
+def time_calls(fn: Callable[[], Any], runs: int, warmup: int, max_seconds: float | None = None,
+               min_seconds: float = 0.0, warmup_seconds: float = 0.0) -> tuple[int, list[int]]:
+    """Time `fn` alone: one first run; untimed warm-up runs until both `warmup` runs and `warmup_seconds` are
+    done; then timed runs (ns each) until both `runs` and `min_seconds` are reached. `max_seconds` stops the timed
+    runs early (after at least MIN_RUNS_UNDER_BUDGET of them)."""
     clock = time.perf_counter_ns
     t = clock()
     fn()
     first_ns = clock() - t
-    for _ in range(warmup):
+    warm_end = clock() + int(warmup_seconds * 1e9)
+    done = 0
+    while done < warmup or clock() < warm_end:
         fn()
-    deadline = clock() + int(max_seconds * 1e9) if max_seconds else None
-    times = [0] * runs
-    done = runs
+        done += 1
+    times: list[int] = []
+    append = times.append
+    start = clock()
+    min_end = start + int(min_seconds * 1e9)
+    deadline = start + int(max_seconds * 1e9) if max_seconds else None
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a timed call measures Python, not the runtime
     try:
-        for i in range(runs):
+        while True:
             t = clock()
             fn()
             end = clock()
-            times[i] = end - t
-            if deadline is not None and end > deadline and i + 1 >= MIN_RUNS_UNDER_BUDGET:
-                done = i + 1
+            append(end - t)  # the bookkeeping below is outside the timed call
+            n = len(times)
+            if n >= runs and end >= min_end:
+                break
+            if deadline is not None and end > deadline and n >= MIN_RUNS_UNDER_BUDGET:
                 break
     finally:
         if gc_was_enabled:
             gc.enable()
-    return first_ns, times[:done]
+    return first_ns, times
 
 
 def latency_summary(times_ns: Sequence[int]) -> dict[str, float]:
+    """Percentiles, mean, standard deviation, extremes and the median absolute deviation, in microseconds."""
     us = np.asarray(times_ns, dtype=np.float64) / 1000.0
     p50, p90, p99 = np.percentile(us, [50, 90, 99])
     return {
@@ -71,11 +93,127 @@ def latency_summary(times_ns: Sequence[int]) -> dict[str, float]:
         "std": round(float(us.std()), 3),
         "min": round(float(us.min()), 3),
         "max": round(float(us.max()), 3),
+        "mad": round(float(np.median(np.abs(us - p50))), 3),
     }
 
 
-def is_unstable(summary: Mapping[str, float], runs: int) -> bool:
-    return runs < MIN_RUNS_UNDER_BUDGET or summary["p90"] > UNSTABLE_P90_OVER_P50 * summary["p50"]
+def stability(times_ns: Sequence[int], windows: int = WINDOWS) -> dict[str, Any]:
+    """How far the numbers can be trusted: the CV (std / mean), the robust spread (1.4826 x MAD / median), the
+    medians of `windows` consecutive windows and how much they disagree ((max - min) / overall median), and the
+    reasons the measurement is unstable (none: it is stable)."""
+    us = np.asarray(times_ns, dtype=np.float64) / 1000.0
+    median = float(np.median(us))
+    mean = float(us.mean())
+    cv = float(us.std() / mean) if mean > 0 else 0.0
+    robust = float(1.4826 * np.median(np.abs(us - median)) / median) if median > 0 else 0.0
+    parts = [p for p in np.array_split(us, max(1, min(windows, len(us)))) if len(p)]
+    window_p50 = [float(np.median(p)) for p in parts]
+    spread = (max(window_p50) - min(window_p50)) / median if median > 0 and len(parts) > 1 else 0.0
+    reasons = []
+    if len(us) < MIN_RUNS_UNDER_BUDGET:
+        reasons.append(f"only {len(us)} runs")
+    if robust > UNSTABLE_SPREAD:
+        reasons.append(f"robust spread {robust:.0%} > {UNSTABLE_SPREAD:.0%}")
+    if spread > UNSTABLE_SPREAD:
+        reasons.append(f"the {len(parts)} windows' medians differ by {spread:.0%} > {UNSTABLE_SPREAD:.0%}")
+    return {"cv": round(cv, 4), "robust_cv": round(robust, 4), "windows_p50_us": [round(w, 3) for w in window_p50],
+            "window_spread": round(spread, 4), "reasons": reasons}
+
+
+def kept_samples(times_ns: Sequence[int], keep: int = SAMPLES_KEPT) -> list[float]:
+    """At most `keep` samples in microseconds, evenly spaced in time (every k-th), so a slow phase stays visible."""
+    step = max(1, -(-len(times_ns) // keep))
+    return [round(t / 1000.0, 3) for t in list(times_ns)[::step]]
+
+
+def block_means(times_ns: Sequence[int], blocks: int = BLOCKS_KEPT) -> list[float]:
+    """The mean latency (us) of each of `blocks` consecutive, near-equal blocks of the timed calls: every call
+    counts, the rare long ones included, so these carry the sustained rate that a subsample would miss."""
+    us = np.asarray(times_ns, dtype=np.float64) / 1000.0
+    return [round(float(p.mean()), 3) for p in np.array_split(us, max(1, min(blocks, len(us)))) if len(p)]
+
+
+def summarise(first_ns: int, times_ns: Sequence[int], batch: int, windows: int = WINDOWS) -> dict[str, Any]:
+    """The measured fields of a record, from one timed series: latency, stability, throughput (samples per second
+    over the whole timed series, the sustained rate), first-run time and the kept samples."""
+    latency = latency_summary(times_ns)
+    stable = stability(times_ns, windows)
+    total_s = sum(times_ns) / 1e9
+    return {
+        "latency_us": latency, "runs": len(times_ns), "stability": stable, "unstable": bool(stable["reasons"]),
+        "throughput_per_s": round(batch * len(times_ns) / total_s, 2) if total_s > 0 else None,
+        "first_run_ms": round(first_ns / 1e6, 3), "samples_us": kept_samples(times_ns),
+        "block_means_us": block_means(times_ns),
+    }
+
+
+def pin_to(cpus: Sequence[int] | None) -> None:
+    """Run this process (and the threads it starts from now on) on `cpus` only."""
+    if not cpus:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise ProtocolError("pinning to CPUs needs Linux (sched_setaffinity)")
+    allowed = sorted(os.sched_getaffinity(0))
+    bad = [c for c in cpus if c not in allowed]
+    if bad:
+        raise ProtocolError(f"--pin {','.join(map(str, cpus))}: CPU {','.join(map(str, bad))} is not available "
+                            f"here (this process may use {compact_cpus(allowed)})")
+    os.sched_setaffinity(0, set(cpus))
+
+
+def compact_cpus(cpus: Sequence[int]) -> str:
+    """0-3,6 for [0, 1, 2, 3, 6]."""
+    out, run = [], []
+    for c in sorted(cpus):
+        if run and c != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(c)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+# A short single-precision matrix product: what this machine's BLAS does at best, for the cost model's share of
+# peak. Measured once per machine, numpy and thread count and cached beside the caller's other cached files.
+CALIBRATION_N = 384
+
+
+def peak_gflops(cache_dir: str | None = None, seconds: float = 0.3) -> float | None:
+    """The best GFLOP/s of numpy's float32 matrix product on this machine (all the cores numpy's BLAS uses)."""
+    import json
+
+    key = f"{cpu_info()['cpu']}|{os.cpu_count()}|{np.__version__}|{sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else ''}"
+    path = os.path.join(cache_dir, "peak_gflops.json") if cache_dir else None
+    cached: dict[str, float] = {}
+    if path:
+        try:
+            with open(path) as f:
+                cached = json.load(f)
+            if key in cached:
+                return cached[key]
+        except (OSError, ValueError):
+            cached = {}
+    a = np.random.default_rng(0).random((CALIBRATION_N, CALIBRATION_N), dtype=np.float32)
+    flops = 2.0 * CALIBRATION_N ** 3
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        a @ a
+        best = max(best, flops / (time.perf_counter() - t) / 1e9)
+    best = round(best, 1)
+    if path:
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            cached[key] = best
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(cached, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return best or None
 
 
 # ---------------------------------------------------------------------------------------------- memory, machine
@@ -110,8 +248,36 @@ def cpu_info() -> dict[str, Any]:
                         flags.update(value.split())
         except OSError:
             pass
-        _CPU_INFO = {"cpu": model, "isa": sorted(f for f in flags if f in INTERESTING_FLAGS)}
+        _CPU_INFO = {"cpu": model, "isa": sorted(f for f in flags if f in INTERESTING_FLAGS),
+                     "features": [name for name, any_of in FEATURES if flags.intersection(any_of)]}
     return _CPU_INFO
+
+
+def _read_first(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def cpu_frequency() -> dict[str, Any]:
+    """The frequency governor and the current/maximum frequency of CPU 0, where the kernel lets them be read."""
+    base = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    out: dict[str, Any] = {"governor": _read_first(base + "scaling_governor")}
+    for key, name in (("cur_mhz", "scaling_cur_freq"), ("max_mhz", "cpuinfo_max_freq")):
+        value = _read_first(base + name)
+        out[key] = int(value) // 1000 if value and value.isdigit() else None
+    if out["cur_mhz"] is None:  # a virtual machine without cpufreq: /proc/cpuinfo's figure, where there is one
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.lower().startswith("cpu mhz"):
+                        out["cur_mhz"] = int(float(line.split(":")[1]))
+                        break
+        except (OSError, ValueError):
+            pass
+    return out
 
 
 def ram_mb() -> int | None:
@@ -130,6 +296,7 @@ def environment(runtime_versions: Mapping[str, str] | None = None, toolkit_versi
     return {
         "cpu": info["cpu"],
         "isa": info["isa"],
+        "features": info["features"],
         "arch": platform.machine(),
         "cores": os.cpu_count(),
         "ram_mb": ram_mb(),
@@ -138,6 +305,8 @@ def environment(runtime_versions: Mapping[str, str] | None = None, toolkit_versi
         "numpy": np.__version__,
         "toolkit": toolkit_version,
         "runtime_versions": dict(runtime_versions or {}),
+        "cpufreq": cpu_frequency(),
+        "affinity": compact_cpus(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else None,
     }
 
 

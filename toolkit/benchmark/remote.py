@@ -88,17 +88,18 @@ def prepare_in_child(request: dict[str, Any], folder: str) -> dict[str, Any]:
 
     from .. import plugins
     from ..inputs import load_npz_inputs, resolve_shapes, short_name
-    from .measure import declared_specs, open_artifact
+    from .measure import declared_specs, model_macs, open_artifact
 
     req = BenchRequest.from_dict(request)
     artifact = open_artifact(req.model)
     declared = declared_specs(artifact)
+    backend = plugins.registries().backends.get(req.backend)
     out: dict[str, Any] = {
         "declared": {"inputs": [s.to_dict() for s in declared[0]], "outputs": [s.to_dict() for s in declared[1]]}
         if declared else None,
         "facts": {"format": artifact.format, "precision": artifact.precision, "size_bytes": artifact.size_bytes,
                   "task": artifact.task, "source_model": artifact.manifest.model if artifact.manifest else None,
-                  "notes": list(artifact.notes)},
+                  "notes": list(artifact.notes), "macs": model_macs(artifact, backend)},
         "shapes": {}, "inputs": None, "dataset": None,
     }
     specs = declared[0] if declared else []
@@ -177,6 +178,8 @@ def prepare(request: BenchRequest, folder: Path) -> RemoteJob:
         "threads": request.threads, "provider": request.provider,
         "options": resolve_options(backend, dict(request.options)),  # typed, defaults filled in, as locally
         "runs": request.runs, "warmup": request.warmup, "max_seconds": request.max_seconds, "seed": request.seed,
+        "min_seconds": request.min_seconds, "warmup_seconds": request.warmup_seconds, "windows": request.windows,
+        "pin": request.pin,
         "batch": request.batch, "shapes": prepared["shapes"], "declared": prepared["declared"],
         "eval_seconds": request.eval_seconds, "inputs": None, "dataset": None,
     }
@@ -282,6 +285,8 @@ def record(job: RemoteJob, measured: dict[str, Any], device: dict[str, Any]) -> 
     env = dict(measured.get("environment") or {})
     env["toolkit"] = __version__  # the measuring side's version: the payload is this toolkit's
     env["device"] = {**device, "shipped_bytes": measured.get("shipped_bytes")}  # 0 when the cache had it all
+    from .measure import cost_model
+
     return BenchRecord(
         model=str(req.model), backend=req.backend, format=facts["format"], precision=facts["precision"],
         latency_us=measured["latency_us"], runs=measured["runs"], warmup=req.warmup, batch=measured["batch"],
@@ -289,6 +294,11 @@ def record(job: RemoteJob, measured: dict[str, Any], device: dict[str, Any]) -> 
         throughput_per_s=measured.get("throughput_per_s"), init_ms=measured.get("init_ms"),
         first_run_ms=measured.get("first_run_ms"), peak_rss_mb=measured.get("peak_rss_mb"),
         size_bytes=facts["size_bytes"], evaluation=measured.get("evaluation"), unstable=bool(measured.get("unstable")),
+        stability=measured.get("stability") or {}, samples_us=measured.get("samples_us") or [],
+        block_means_us=measured.get("block_means_us") or [],
+        scenario=req.scenario, pin=req.pin,
+        cost=cost_model(facts.get("macs"), measured["batch"], measured["latency_us"]["p50"],
+                        measured.get("peak_gflops")),
         task=facts.get("task"), source_model=facts.get("source_model"), runner=req.runner, target=req.target,
         notes=list(facts.get("notes") or []), environment=env)
 

@@ -112,7 +112,14 @@ def run_pair(request: BenchRequest, timeout_s: float = PAIR_TIMEOUT_S) -> Record
     except ToolkitError as e:
         return failure(request, e)
     try:
-        return record_from_dict(runner.run(request.to_dict(), timeout_s))
+        record = record_from_dict(runner.run(request.to_dict(), timeout_s))
+        fallback = record.provider.get("fallback") if isinstance(record, BenchRecord) else None
+        if fallback and request.strict_provider:
+            err = ToolkitError(f"--strict-provider: {fallback}", "Fix the provider's installation, or drop "
+                               "--strict-provider to measure what runs instead (the result is flagged)")
+            err.exit_code = 1
+            return failure(request, err)
+        return record
     except Exception as e:  # a runner plugin's own bug: this pair fails, the others carry on
         err = ToolkitError(f"runner {request.runner} failed: {type(e).__name__}: {str(e)[:200]}",
                            "Report it to the runner plugin's author")

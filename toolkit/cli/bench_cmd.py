@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -82,6 +83,54 @@ def target_templates(template, names, ssh_config, remote_python):
     return out
 
 
+def parse_batches(value: str) -> list[int]:
+    """--batch 1,8,32 as [1, 8, 32]: a sweep; each size measured as its own pair."""
+    sizes = []
+    for part in str(value).split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise UsageError(f"--batch {value}: '{part}' is not a batch size (a whole number from 1)",
+                             "Give one size or a list, e.g. --batch 1,8,32")
+        if int(part) in sizes:
+            raise UsageError(f"--batch {value} names {part} twice", "Give each size once")
+        sizes.append(int(part))
+    return sizes
+
+
+def parse_cpus(value: str) -> list[int]:
+    """--pin 0-3,6 as [0, 1, 2, 3, 6]."""
+    import re
+
+    cpus: list[int] = []
+    for part in value.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            raise UsageError(f"--pin {value}: '{part}' is not a CPU or a range", "Give CPUs like 0, 0-3 or 0,2")
+        cpus += range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1)
+    return sorted(set(cpus))
+
+
+def check_local_cpus(cpus: list[int]) -> None:
+    import os
+
+    from ..benchmark.protocol import compact_cpus
+
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    bad = [c for c in cpus if c not in allowed]
+    if bad:
+        raise UsageError(f"--pin: CPU {compact_cpus(bad)} is not available here (this machine lets the toolkit "
+                         f"use {compact_cpus(allowed) or 'none'})", "Pick CPUs from that list")
+
+
+def save_run(records, history_path, label):
+    """Store the run in the history; its run id."""
+    from ..history import model_hashes, open_history
+
+    with open_history(history_path) as history:
+        return history.save_run(records, command=" ".join(["toolkit", *sys.argv[1:]]), label=label,
+                                sha256=model_hashes(records))
+
+
 @plugin_command("bench", kinds=("backends",))
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--backend", "backends", multiple=True, metavar="NAME",
@@ -89,15 +138,31 @@ def target_templates(template, names, ssh_config, remote_python):
 @click.option("--all-backends", is_flag=True, help="Run on every installed backend that can run each model.")
 @click.option("--provider", metavar="NAME", help="Execution provider, e.g. cpu, cuda, tensorrt (onnxruntime).")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: the runtime's).")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Batch size for a dynamic batch dimension.")
+@click.option("--batch", "batch_text", metavar="N[,N...]",
+              help="Batch size for a dynamic batch dimension; a list (1,8,32) sweeps, one pair per size. "
+                   "Default: 1, or 32 with --scenario offline.")
+@click.option("--scenario", type=click.Choice(["single-stream", "offline"]), default="single-stream",
+              show_default=True,
+              help="MLPerf's scenarios: single-stream (one query at a time; p90 latency is the headline) or offline "
+                   "(all samples at once, batched; samples per second is the headline).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMS",
               help="Full shape of an input with other dynamic dimensions, e.g. input_ids=1x128.")
 @click.option("--inputs", "inputs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An .npz of real inputs, keyed by input name (instead of generated ones).")
-@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed runs.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Timed runs: at least this many, and at least --min-seconds long.")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              envvar="TOOLKIT_BENCH_MIN_SECONDS", help="Time runs for at least this long [$TOOLKIT_BENCH_MIN_SECONDS].")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Untimed runs first: at least this many, and at least --warmup-seconds long.")
+@click.option("--warmup-seconds", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              envvar="TOOLKIT_BENCH_WARMUP_SECONDS", help="Warm up for at least this long [$TOOLKIT_BENCH_WARMUP_SECONDS].")
+@click.option("--windows", type=click.IntRange(min=1, max=100), default=5, show_default=True,
+              help="Split the timed runs in this many windows; windows whose medians differ by over 10% mark the "
+                   "result unstable.")
 @click.option("--max-seconds", type=click.FloatRange(min=0.1), help="Stop timing after this long (>= 10 runs).")
+@click.option("--pin", "pin_text", metavar="CPUS",
+              help="Pin the measuring process to these CPUs, e.g. 0 or 2-3 (Linux; on a --target, the device's).")
 @click.option("--dataset", metavar="NAME",
               help="Also evaluate on this dataset's held-out split (top-1 for classifiers, MAE/RMSE for regression).")
 @click.option("--target", "target_names", multiple=True, metavar="NAME_OR_URL",
@@ -108,6 +173,14 @@ def target_templates(template, names, ssh_config, remote_python):
 @click.option("--remote-python", metavar="PATH",
               help="The device's Python (default: the profile's `python`, else python3); it needs numpy and the "
                    "runtime, not the toolkit.")
+@click.option("--strict-provider", is_flag=True,
+              help="A provider that falls back to another (no GPU, missing libraries) is an error, not a flagged "
+                   "result.")
+@click.option("--save", is_flag=True, help="Keep the run in the history (see `toolkit history`); JSON gets its run_id.")
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=Path), envvar="TOOLKIT_HISTORY",
+              help="The history database for --save [$TOOLKIT_HISTORY; default ~/.local/share/edge-toolkit/"
+                   "history.sqlite].")
+@click.option("--label", metavar="TEXT", help="A label for the saved run (e.g. a commit), shown by `toolkit history`.")
 @click.option("--runner", default=None, metavar="NAME",
               help="Where the benchmark runs without --target: local (the default), or one a plugin adds.")
 @plugin_option
@@ -117,8 +190,9 @@ def target_templates(template, names, ssh_config, remote_python):
               help="Also write the results to a file: .json, .csv, .md, or anything else for the plain table.")
 @memory_limit_option
 @traceback_option
-def bench(models, backends, all_backends, provider, threads, batch, shapes, inputs_file, runs, warmup,
-          max_seconds, dataset, target_names, ssh_config, remote_python, runner, plugin_options, fmt, output) -> None:
+def bench(models, backends, all_backends, provider, threads, batch_text, scenario, shapes, inputs_file, runs,
+          min_seconds, warmup, warmup_seconds, windows, max_seconds, pin_text, dataset, target_names, ssh_config,
+          remote_python, strict_provider, save, history_path, label, runner, plugin_options, fmt, output) -> None:
     """Benchmark MODELS (.tflite, .onnx, .keras, or a format a plugin adds) on one or more backends.
 
     Each (model, backend) pair runs in a child process that preloads its inputs and times only the
@@ -134,6 +208,12 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
       toolkit bench bert.onnx --shape input_ids=1x128 --shape attention_mask=1x128 --format json
       toolkit bench cnn_int8.tflite -o xnnpack=false
       toolkit bench cnn_int8.tflite --target raspberry-pi-4 --target ssh://pi@10.0.0.7 --dataset fashion-mnist
+      toolkit bench cnn.onnx --batch 1,8,32 --scenario offline --pin 1 --save --label "$(git rev-parse --short HEAD)"
+      toolkit bench cnn.onnx --provider cuda --strict-provider
+
+    The protocol: warm-up of at least --warmup runs and --warmup-seconds, then at least --runs timed runs and
+    --min-seconds, in --windows windows; p50/p90/p99, mean, std, min, max, MAD and CV; a result is marked
+    unstable (~) when its robust spread (1.4826 x MAD / median) or its windows' disagreement passes 10%.
     """
     from rich.console import Console
 
@@ -144,7 +224,14 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
     from ..records import BenchRequest
     from . import render
 
-    if inputs_file and (shapes or batch != 1):
+    given = click.get_current_context().get_parameter_source("history_path") == click.core.ParameterSource.COMMANDLINE
+    if (label or (history_path and given)) and not save:  # $TOOLKIT_HISTORY alone asks for nothing
+        raise UsageError("--label and --history are for saved runs", "Add --save")
+    if scenario == "offline" and inputs_file:
+        raise UsageError("--scenario offline batches generated inputs, and --inputs fixes them",
+                         "Drop --inputs, or use --scenario single-stream")
+    batches = parse_batches(batch_text) if batch_text else [32 if scenario == "offline" else 1]
+    if inputs_file and (shapes or batch_text):
         raise UsageError("--inputs fixes the input shapes, so --shape and --batch cannot be used with it",
                          "Drop --shape/--batch, or drop --inputs")
     if all_backends and backends:
@@ -165,17 +252,22 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
     if (ssh_config or remote_python) and not target_names:
         raise UsageError("--ssh-config and --remote-python are for benchmarks on a device", "Add --target NAME_OR_URL")
     regs.runners.get(runner or "local")
+    pin = parse_cpus(pin_text) if pin_text else None
+    if pin and not target_names:
+        check_local_cpus(pin)
     for name in backends:
         regs.backends.get(name)
     pairs = parse_pairs(plugin_options)
-    template = BenchRequest(model="", backend="", provider=provider, threads=threads, batch=batch,
+    template = BenchRequest(model="", backend="", provider=provider, threads=threads, batch=batches[0],
                             shapes={k: list(v) for k, v in parse_shape_overrides(shapes).items()},
                             inputs=str(inputs_file) if inputs_file else None, runs=runs, warmup=warmup,
-                            max_seconds=max_seconds, dataset=dataset, runner=runner or "local")
+                            min_seconds=min_seconds, warmup_seconds=warmup_seconds, windows=windows,
+                            max_seconds=max_seconds, dataset=dataset, runner=runner or "local", scenario=scenario,
+                            pin=pin, strict_provider=strict_provider)
     requests, problems = [], []
     for where in target_templates(template, target_names, ssh_config, remote_python) if target_names else [template]:
         some, bad = plan([str(m) for m in models], list(backends), where, every_capable=all_backends)
-        requests += some
+        requests += [replace(req, batch=size) for req in some for size in batches]
         problems += bad
     per_backend = split_backend_options(pairs, sorted({req.backend for req in requests})) if pairs else {}
     for name, given in per_backend.items():
@@ -199,8 +291,12 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
     ok = ok_records(records)
     failed = [r for r in records if r.status == "error"]
     skipped = [r for r in records if r.status == "skipped"]
+    run_id = None
+    if save and records and interrupted is None:
+        run_id = save_run(records, history_path, label)
+    extra = {"run_id": run_id} if save else {}
     if fmt == "json":
-        sys.stdout.write(render.to_json(records))
+        sys.stdout.write(render.to_json(records, **extra))
     elif fmt == "csv":
         sys.stdout.write(render.to_csv(records))
     elif fmt == "markdown":
@@ -210,7 +306,7 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
     if output:
         from ..atomic import write_text
 
-        write_text(output, render.for_file(records, output))
+        write_text(output, render.for_file(records, output, **extra))
     for r in ok:
         where = f"{Path(r.model).name} on {r.backend}" + (f" at {r.target}" if r.target else "")
         for text in r.notes:
@@ -219,10 +315,13 @@ def bench(models, backends, all_backends, provider, threads, batch, shapes, inpu
         if fallback:
             note(f"{where}: {fallback}", "Warning")
         if r.unstable and fmt in ("table", "markdown"):
-            note(f"{where}: timings are unstable (~: p90 > 1.3 x p50 or < 10 runs); use more --runs on a quiet "
-                 "machine")
+            why = "; ".join(r.stability.get("reasons") or []) or "too few runs"
+            note(f"{where}: timings are unstable (~: {why}); measure longer (--min-seconds) on a quiet machine, "
+                 "or pin it (--pin)")
     for r in skipped:
         note(r.error, "Skipped")
+    if run_id is not None and fmt != "json":
+        note(f"saved as run {run_id}; compare it with another: toolkit compare RUN {run_id}")
     for r in failed:
         if r.details:  # --traceback: the child's stack or the crashed runtime's own output
             click.echo(r.details.rstrip(), err=True)

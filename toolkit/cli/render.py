@@ -77,8 +77,15 @@ def flat_row(record: Record) -> dict[str, Any]:
         "top1": ev.get("top1"),
         "mae": ev.get("mae"),
         "rmse": ev.get("rmse"),
-        **{f"{k}_us": lat.get(k) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
+        **{f"{k}_us": lat.get(k) for k in ("p50", "p90", "p99", "mean", "std", "min", "max", "mad")},
+        "cv": (d.get("stability") or {}).get("cv"),
+        "robust_cv": (d.get("stability") or {}).get("robust_cv"),
+        "window_spread": (d.get("stability") or {}).get("window_spread"),
         "runs": d.get("runs"),
+        "scenario": d.get("scenario"),
+        "pin": ",".join(map(str, d.get("pin") or [])),
+        "gflops_per_s": (d.get("cost") or {}).get("gflops_per_s"),
+        "share_of_peak": (d.get("cost") or {}).get("share_of_peak"),
         "throughput_per_s": d.get("throughput_per_s"),
         "init_ms": d.get("init_ms"),
         "first_run_ms": d.get("first_run_ms"),
@@ -154,11 +161,12 @@ def plain_table(records: Sequence[Record], title: str = "Benchmark") -> str:
     return text + "".join(f"{r.status}: {r.error}\n" for r in problems)
 
 
-def for_file(records: Sequence[Record], path: Path) -> str:
-    """What --output writes: by suffix .json, .csv, .md; anything else gets the plain-text table."""
+def for_file(records: Sequence[Record], path: Path, **extra: Any) -> str:
+    """What --output writes: by suffix .json (with `extra` at the top, e.g. the run_id), .csv, .md; anything else
+    gets the plain-text table."""
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return to_json(records)
+        return to_json(records, **extra)
     if suffix == ".csv":
         return to_csv(records)
     if suffix in (".md", ".markdown"):
