@@ -256,25 +256,9 @@ def test_compare_runs_with_nothing_in_common_is_refused(tmp_path):
 # ============================================================================================ real benchmarks
 @pytest.fixture(scope="module")
 def small_cnn(tmp_path_factory) -> Path:
-    """A small CNN written with onnx.helper (tens of microseconds a call), no training."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from third_party_models import make_small_cnn
 
-    rng = np.random.default_rng(0)
-    w = lambda name, *shape: numpy_helper.from_array((rng.standard_normal(shape) * 0.1).astype(np.float32), name)  # noqa: E731
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c2"], ["r2"]),
-             helper.make_node("GlobalAveragePool", ["r2"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
-             helper.make_node("MatMul", ["f", "w3"], ["y"])]
-    graph = helper.make_graph(nodes, "small_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-                              [w("w1", 16, 1, 3, 3), w("w2", 32, 16, 3, 3), w("w3", 32, 10)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = tmp_path_factory.mktemp("small_cnn") / "small_cnn.onnx"
-    onnx.save(model, path)
-    return path
+    return make_small_cnn(tmp_path_factory.mktemp("small_cnn") / "small_cnn.onnx")
 
 
 @pytest.mark.slow

@@ -241,7 +241,8 @@ def report_markdown(result: QuickstartResult) -> str:
         lines += [f"- {n}" for n in result.notes]
         lines += [f"- FAILED: {p}" for p in problems]
     if any(row["unstable"] for row in result.summary):
-        lines += ["", "~ marks unstable timings (p90 > 1.3 x p50 or fewer than 10 runs)."]
+        lines += ["", "~ marks unstable timings (a robust spread or a disagreement of the windows over 10%, or fewer "
+                      "than 10 runs)."]
     lines += ["", "Accuracy is top-1 on the held-out split (samples counted in results.json); latency is batch 1, "
               "timed around the runtime's own call after warm-up. results.json holds every record.", ""]
     return "\n".join(lines)

@@ -308,7 +308,8 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
 
         write_text(output, render.for_file(records, output, **extra))
     for r in ok:
-        where = f"{Path(r.model).name} on {r.backend}" + (f" at {r.target}" if r.target else "")
+        where = (f"{Path(r.model).name}" + (f" x{r.batch}" if r.batch and r.batch != 1 else "") + f" on {r.backend}"
+                 + (f" at {r.target}" if r.target else ""))
         for text in r.notes:
             note(f"{Path(r.model).name}: {text}")
         fallback = r.provider.get("fallback")

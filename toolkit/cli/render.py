@@ -139,6 +139,9 @@ def rich_table(records: Sequence[Record], title: str = "Benchmark") -> Any:
     from rich.markup import escape
     from rich.table import Table
 
+    scenarios = {r.scenario for r in records if isinstance(r, BenchRecord)}
+    if scenarios == {"offline"}:
+        title += " (offline: samples per second is the headline)"
     table = Table(title=escape(title), title_justify="left")
     for col in TABLE_COLUMNS:
         table.add_column(col, justify="left" if col in ("model", "backend", "runs on", "prec.") else "right",
