@@ -6,7 +6,7 @@ calls it, and (b) a raw loop in a fresh interpreter that loads the model with th
 preloads its input, warms up and times each invoke()/run() with time.perf_counter_ns. Both sides use one
 thread and the same run and warm-up counts (the harness's BenchRequest gets min_seconds=0 and
 warmup_seconds=0, so it times exactly --runs runs); the rounds alternate which side goes first, and the
-median of the rounds' p50s is reported. The target: overhead <= 5 % or <= 5 us.
+best (lowest) of the rounds' p50s is reported (why: see main()). The target: overhead <= 5 % or <= 5 us.
 
 Further columns, where the tool can be had: the runtime's OWN benchmark tool on the same file, for reference.
 LiteRT's wheel ships `ai_edge_litert/tools/benchmark_litert_model.py` (it times the CompiledModel API, not the
@@ -375,11 +375,11 @@ def verdict(raw: float, harness: float) -> tuple[float, float, bool]:
 
 
 def tool_cell(results: list[ToolResult]) -> tuple[str, float | None]:
-    """The tool's column: the median over the rounds (with ' avg' where that is what it reports), or one word."""
+    """The tool's column: the best of the rounds (with ' avg' where that is what it reports), or one word."""
     failed = [t for t in results if t.us is None]
     if failed or not results:
         return (failed[0].why or "error") if failed else "-", None
-    us = statistics.median(t.us for t in results if t.us is not None)
+    us = min(t.us for t in results if t.us is not None)
     stats = {t.stat for t in results}
     return f"{us:.2f}" + ("" if stats == {"p50"} else " avg"), us
 
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Harness overhead of `toolkit bench` against a raw loop.")
     parser.add_argument("--runs", type=int, default=2000, help="timed runs per measurement (default 2000)")
     parser.add_argument("--warmup", type=int, default=200, help="untimed runs first (default 200)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved harness/raw rounds (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved harness/raw rounds (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="runtime threads on both sides (default 1)")
     parser.add_argument("--ort-perf-test", metavar="PATH", default=None,
                         help=f"ONNX Runtime's {ORT_PERF_TEST} binary, for its column (default: look for it on PATH)")
@@ -449,14 +449,17 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu = os.cpu_count()
     print(f"\nHarness overhead of `toolkit bench` (p50 latency, batch 1, {args.threads} thread(s), {args.runs} runs, "
-          f"{args.warmup} warm-up, median of {args.rounds} interleaved rounds; {cpu} CPU cores)")
+          f"{args.warmup} warm-up, best of {args.rounds} interleaved rounds; {cpu} CPU cores)")
     header = f"{'runtime':<12} {'model':<6} {'raw p50 us':>11} {'harness p50 us':>15} {'ratio':>7} " \
              f"{'overhead us':>12} {'overhead %':>11} {'tool p50 us':>12} {'harness/tool':>13}  verdict"
     print(header)
     print("-" * len(header))
     all_pass = True
     for runtime, model, _ in cases:
-        r, h = statistics.median(raw[(runtime, model)]), statistics.median(harness[(runtime, model)])
+        # The best round of each side: this kind of shared virtual machine flips between a fast and a slow mode
+        # every few seconds (34 against 44 us for the same CNN call, in one process, same input buffer), so a
+        # median of a few rounds compares modes, not harnesses. The best round is each side in the fast mode.
+        r, h = min(raw[(runtime, model)]), min(harness[(runtime, model)])
         overhead, pct, ok = verdict(r, h)
         all_pass &= ok
         cell, t = tool_cell(tool[(runtime, model)])
