@@ -2,7 +2,7 @@
 busy process on the same pinned core.
 
 For each model (an MLP and a small CNN, written with onnx.helper, random weights, on ONNX Runtime), this runs
-`toolkit bench MODEL --threads 1 --pin CORE --save` three times into a fresh history:
+`toolkit bench MODEL --threads 1 --pin CORE --processes P --save` three times into a fresh history:
 
 1. run A;
 2. run B, straight after (the same benchmark: the verdict should be "no change", exit 0);
@@ -12,7 +12,7 @@ For each model (an MLP and a small CNN, written with onnx.helper, random weights
 then prints `toolkit compare A B` and `toolkit compare A C` side by side: the p50 and mean changes with their 95 %
 intervals, the verdicts and the exit codes.
 
-    python benchmarks/compare_verdicts.py [--core N] [--min-seconds S] [--threshold 5%]
+    python benchmarks/compare_verdicts.py [--core N] [--min-seconds S] [--processes P] [--threshold 5%]
 
 A measurement, not a test: it always exits 0. Run it on a quiet machine.
 """
@@ -64,9 +64,10 @@ def make_models(folder: Path) -> dict[str, Path]:
     return {"mlp": mlp, "cnn": cnn}
 
 
-def bench(model: Path, history: Path, core: int, min_seconds: float) -> int:
+def bench(model: Path, history: Path, core: int, min_seconds: float, processes: int) -> int:
     proc = subprocess.run([TOOLKIT, "bench", str(model), "--threads", "1", "--pin", str(core), "--min-seconds",
-                           str(min_seconds), "--save", "--history", str(history), "--format", "json"],
+                           str(min_seconds), "--processes", str(processes), "--save", "--history", str(history),
+                           "--format", "json"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"bench failed: {proc.stderr.strip()}")
@@ -86,7 +87,8 @@ def pct(x: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--core", type=int, default=max(os.sched_getaffinity(0)))
-    parser.add_argument("--min-seconds", type=float, default=2.0)
+    parser.add_argument("--min-seconds", type=float, default=1.0)
+    parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--threshold", default="5%")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,13 +97,13 @@ def main() -> None:
         rows = []
         for name, model in models.items():
             history = folder / f"{name}.sqlite"
-            a = bench(model, history, args.core, args.min_seconds)
-            b = bench(model, history, args.core, args.min_seconds)
+            a = bench(model, history, args.core, args.min_seconds, args.processes)
+            b = bench(model, history, args.core, args.min_seconds, args.processes)
             busy = subprocess.Popen([sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{args.core}}})\n"
                                                            "while True: pass"])
             try:
                 time.sleep(0.2)
-                c = bench(model, history, args.core, args.min_seconds)
+                c = bench(model, history, args.core, args.min_seconds, args.processes)
             finally:
                 busy.kill()
                 busy.wait()
@@ -116,7 +118,8 @@ def main() -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    print(f"\nonnxruntime, 1 thread, pinned to CPU {args.core}, --min-seconds {args.min_seconds}, threshold "
+    print(f"\nonnxruntime, 1 thread, pinned to CPU {args.core}, --min-seconds {args.min_seconds}, --processes "
+          f"{args.processes}, threshold "
           f"{args.threshold}. Expected: back-to-back 'no change' (exit 0), busy core 'regression' (exit 1).")
 
 

@@ -96,3 +96,12 @@ def test_the_record_carries_the_environment_and_the_cost_model(small_cnn):
     assert cost["peak_gflops"] > 0 and cost["share_of_peak"] == pytest.approx(
         cost["gflops_per_s"] / cost["peak_gflops"], rel=1e-2)
     assert r["provider"]["nodes"] and set(r["provider"]["nodes"]) == {"CPUExecutionProvider"}
+
+
+@pytest.mark.slow
+def test_several_processes_are_pooled_into_one_record(small_cnn):
+    proc, (r,) = bench_json(str(small_cnn), "--runs", "30", "--processes", "3", "--windows", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert r["processes"] == 3 and r["runs"] == 90
+    assert len(r["stability"]["processes_p50_us"]) == 3 and len(r["stability"]["windows_p50_us"]) == 6
+    assert len(r["block_means_us"]) == 90  # 30 runs each: a block per run (at most 100 blocks a process)

@@ -87,6 +87,28 @@ def test_the_worse_verdict_of_the_two_statistics_stands():
     assert worst("no change", "improvement") == "improvement"
 
 
+def test_pooling_processes_is_exact_where_it_can_be_and_shows_the_spread_between_them():
+    from toolkit.benchmark import protocol
+    from toolkit.benchmark.processes import pool
+
+    rng = np.random.default_rng(0)
+    fast, slow = 15.0 * (1 + 0.01 * rng.standard_normal(3000)), 20.0 * (1 + 0.01 * rng.standard_normal(5000))
+    parts = [BenchRecord(model="/m/cnn.tflite", backend="tflite", format="tflite", precision="int8", warmup=10,
+                         **protocol.summarise(1_000_000, (us * 1000).astype(int).tolist(), 1)) for us in (fast, slow)]
+    pooled = pool(parts)
+    both = np.concatenate([(fast * 1000).astype(int), (slow * 1000).astype(int)]) / 1000.0
+    assert pooled.runs == 8000 and pooled.processes == 2
+    assert pooled.latency_us["mean"] == pytest.approx(both.mean(), abs=1e-3)
+    assert pooled.latency_us["std"] == pytest.approx(both.std(), abs=1e-2)
+    assert pooled.latency_us["min"] == parts[0].latency_us["min"] and pooled.latency_us["max"] == parts[1].latency_us["max"]
+    assert pooled.throughput_per_s == pytest.approx(8000 / (both.sum() / 1e6), rel=1e-4)
+    assert pooled.stability["processes_p50_us"] == [parts[0].latency_us["p50"], parts[1].latency_us["p50"]]
+    assert len(pooled.stability["windows_p50_us"]) == 10 and len(pooled.block_means_us) == 200
+    assert not parts[0].unstable and not parts[1].unstable  # each process alone looks steady ...
+    assert pooled.unstable and any("windows' medians differ" in r for r in pooled.stability["reasons"])  # ... not both
+    assert len(pooled.samples_us) <= 2000 and pool(parts[:1]) is parts[0]
+
+
 # ============================================================================================ the history
 def test_a_saved_run_comes_back_whole_with_its_samples_environment_and_hashes(tmp_path):
     model = tmp_path / "cnn.tflite"

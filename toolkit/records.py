@@ -32,6 +32,7 @@ class BenchRecord:
     samples_us: list[float] = field(default_factory=list)  # at most 2,000 timed runs, evenly spaced, in time order
     block_means_us: list[float] = field(default_factory=list)  # mean latency of 100 consecutive blocks of all runs
     pin: list[int] | None = None  # the CPUs the measuring process was pinned to
+    processes: int = 1  # measured in this many fresh processes, pooled (toolkit/benchmark/processes.py)
     cost: dict[str, Any] | None = None  # macs and flops per sample, gflops_per_s achieved, peak_gflops, share_of_peak
     init_ms: float | None = None
     first_run_ms: float | None = None
@@ -119,6 +120,7 @@ class BenchRequest:
     max_seconds: float | None = None  # stop timing early once this much time is spent (at least 10 runs)
     scenario: str = "single-stream"
     pin: list[int] | None = None  # CPUs to pin the measuring process to
+    processes: int = 1  # measure in this many fresh processes, one after another, and pool them
     strict_provider: bool = False  # a provider that fell back to another is an error, not a flagged record
     dataset: str | None = None
     eval_seconds: float | None = None  # stop evaluation after about this long

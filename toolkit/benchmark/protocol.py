@@ -102,20 +102,24 @@ def stability(times_ns: Sequence[int], windows: int = WINDOWS) -> dict[str, Any]
     medians of `windows` consecutive windows and how much they disagree ((max - min) / overall median), and the
     reasons the measurement is unstable (none: it is stable)."""
     us = np.asarray(times_ns, dtype=np.float64) / 1000.0
-    median = float(np.median(us))
-    mean = float(us.mean())
-    cv = float(us.std() / mean) if mean > 0 else 0.0
-    robust = float(1.4826 * np.median(np.abs(us - median)) / median) if median > 0 else 0.0
     parts = [p for p in np.array_split(us, max(1, min(windows, len(us)))) if len(p)]
-    window_p50 = [float(np.median(p)) for p in parts]
-    spread = (max(window_p50) - min(window_p50)) / median if median > 0 and len(parts) > 1 else 0.0
+    return judge(us, [float(np.median(p)) for p in parts], len(us), float(us.mean()), float(us.std()))
+
+
+def judge(us: Any, window_p50: Sequence[float], runs: int, mean: float, std: float) -> dict[str, Any]:
+    """The stability figures of timings `us` (all of them, or an even subsample), their windows' medians, and the
+    exact run count, mean and standard deviation."""
+    median = float(np.median(us))
+    cv = std / mean if mean > 0 else 0.0
+    robust = float(1.4826 * np.median(np.abs(np.asarray(us) - median)) / median) if median > 0 else 0.0
+    spread = (max(window_p50) - min(window_p50)) / median if median > 0 and len(window_p50) > 1 else 0.0
     reasons = []
-    if len(us) < MIN_RUNS_UNDER_BUDGET:
-        reasons.append(f"only {len(us)} runs")
+    if runs < MIN_RUNS_UNDER_BUDGET:
+        reasons.append(f"only {runs} runs")
     if robust > UNSTABLE_SPREAD:
         reasons.append(f"robust spread {robust:.0%} > {UNSTABLE_SPREAD:.0%}")
     if spread > UNSTABLE_SPREAD:
-        reasons.append(f"the {len(parts)} windows' medians differ by {spread:.0%} > {UNSTABLE_SPREAD:.0%}")
+        reasons.append(f"the {len(window_p50)} windows' medians differ by {spread:.0%} > {UNSTABLE_SPREAD:.0%}")
     return {"cv": round(cv, 4), "robust_cv": round(robust, 4), "windows_p50_us": [round(w, 3) for w in window_p50],
             "window_spread": round(spread, 4), "reasons": reasons}
 

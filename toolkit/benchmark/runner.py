@@ -106,7 +106,18 @@ def failure(request: BenchRequest, error: ToolkitError, details: str | None = No
 
 
 def run_pair(request: BenchRequest, timeout_s: float = PAIR_TIMEOUT_S) -> Record:
-    """Run one pair through its runner. Errors come back as records, so other pairs carry on."""
+    """Run one pair through its runner, in `request.processes` fresh processes one after another (pooled into one
+    record). Errors come back as records, so other pairs carry on."""
+    if request.processes > 1:
+        from .processes import pool
+
+        parts = []
+        for _ in range(request.processes):
+            record = run_pair(replace(request, processes=1), timeout_s)
+            if not isinstance(record, BenchRecord):
+                return record
+            parts.append(record)
+        return pool(parts)
     try:
         runner = plugins.registries().runners.get(request.runner)
     except ToolkitError as e:

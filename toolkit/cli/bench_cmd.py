@@ -161,6 +161,10 @@ def save_run(records, history_path, label):
               help="Split the timed runs in this many windows; windows whose medians differ by over 10% mark the "
                    "result unstable.")
 @click.option("--max-seconds", type=click.FloatRange(min=0.1), help="Stop timing after this long (>= 10 runs).")
+@click.option("--processes", type=click.IntRange(min=1, max=100), default=1, show_default=True,
+              help="Measure each pair in this many fresh processes, one after another, and pool them: the "
+                   "spread between processes enters the statistics and `toolkit compare`. Use 5 or more for runs "
+                   "you will compare.")
 @click.option("--pin", "pin_text", metavar="CPUS",
               help="Pin the measuring process to these CPUs, e.g. 0 or 2-3 (Linux; on a --target, the device's).")
 @click.option("--dataset", metavar="NAME",
@@ -191,7 +195,7 @@ def save_run(records, history_path, label):
 @memory_limit_option
 @traceback_option
 def bench(models, backends, all_backends, provider, threads, batch_text, scenario, shapes, inputs_file, runs,
-          min_seconds, warmup, warmup_seconds, windows, max_seconds, pin_text, dataset, target_names, ssh_config,
+          min_seconds, warmup, warmup_seconds, windows, max_seconds, processes, pin_text, dataset, target_names, ssh_config,
           remote_python, strict_provider, save, history_path, label, runner, plugin_options, fmt, output) -> None:
     """Benchmark MODELS (.tflite, .onnx, .keras, or a format a plugin adds) on one or more backends.
 
@@ -263,7 +267,7 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
                             inputs=str(inputs_file) if inputs_file else None, runs=runs, warmup=warmup,
                             min_seconds=min_seconds, warmup_seconds=warmup_seconds, windows=windows,
                             max_seconds=max_seconds, dataset=dataset, runner=runner or "local", scenario=scenario,
-                            pin=pin, strict_provider=strict_provider)
+                            pin=pin, strict_provider=strict_provider, processes=processes)
     requests, problems = [], []
     for where in target_templates(template, target_names, ssh_config, remote_python) if target_names else [template]:
         some, bad = plan([str(m) for m in models], list(backends), where, every_capable=all_backends)
