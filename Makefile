@@ -12,7 +12,7 @@ demo: install data
 
 # Two workers, one test file each at a time (module fixtures are built once): the suite is mostly child processes.
 test: install data sshd
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 # Everything that needs no training, conversion with TensorFlow or new virtual environments: under a minute.
 test-fast: install

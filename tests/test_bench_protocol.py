@@ -34,10 +34,12 @@ def small_cnn(tmp_path_factory) -> Path:
     (["--batch", "8,8"], "names 8 twice"),
     (["--batch", "0"], "'0' is not a batch size"),
     (["--pin", "1-0"], "is not a CPU or a range"),
+    (["--pin", ""], "--pin is empty"),
     (["--pin", "4096"], "CPU 4096 is not available here"),
     (["--label", "v1"], "--label and --history are for saved runs"),
     (["--scenario", "offline", "--inputs", "__file__"], "--scenario offline batches generated inputs"),
     (["--windows", "0"], "0 is not in the range"),
+    (["--min-seconds", "2", "--max-seconds", "1"], "--max-seconds 1 is shorter than --min-seconds 2"),
 ])
 def test_bad_protocol_flags_are_refused_before_anything_runs(small_cnn, flags, words):
     flags = [str(small_cnn) if f == "__file__" else f for f in flags]
@@ -51,7 +53,8 @@ def test_the_time_minimums_decide_when_runs_are_few(small_cnn):
                             "--warmup-seconds", "0.1", "--windows", "4", "--threads", "1")
     assert proc.returncode == 0, proc.stderr
     assert r["runs"] > 10  # 10 runs of tens of microseconds cannot fill 0.4 s
-    assert r["runs"] * r["latency_us"]["mean"] >= 0.4e6 * 0.99  # the timed calls themselves add up to 0.4 s
+    # The timed calls add up to nearly 0.4 s: the loop's bookkeeping between them is not timed.
+    assert r["runs"] * r["latency_us"]["mean"] >= 0.4e6 * 0.9
     assert len(r["stability"]["windows_p50_us"]) == 4
     assert set(r["latency_us"]) == {"p50", "p90", "p99", "mean", "std", "min", "max", "mad"}
     assert r["unstable"] == bool(r["stability"]["reasons"])
@@ -105,3 +108,29 @@ def test_several_processes_are_pooled_into_one_record(small_cnn):
     assert r["processes"] == 3 and r["runs"] == 90
     assert len(r["stability"]["processes_p50_us"]) == 3 and len(r["stability"]["windows_p50_us"]) == 6
     assert len(r["block_means_us"]) == 90  # 30 runs each: a block per run (at most 100 blocks a process)
+
+
+@pytest.mark.slow
+def test_a_history_that_cannot_be_written_keeps_the_results(small_cnn, tmp_path):
+    out, junk = tmp_path / "results.json", tmp_path / "junk.sqlite"
+    junk.write_text("not a database " * 100)
+    proc, (r,) = bench_json(str(small_cnn), "--runs", "10", "--save", "--history", str(junk), "--output", str(out))
+    assert proc.returncode == 2 and "cannot be used as a benchmark history" in proc.stderr
+    assert r["status"] == "ok"  # printed before the error ...
+    import json
+
+    written = json.loads(out.read_text())
+    assert written["run_id"] is None and written["results"][0]["latency_us"] == r["latency_us"]  # ... and written
+
+
+@pytest.mark.slow
+def test_a_fixed_batch_runs_at_its_own_batch_offline_and_other_sizes_are_refused_with_it():
+    import onnx
+
+    fixed = Path(onnx.__file__).parent / "backend/test/data/pytorch-operator/test_operator_conv/model.onnx"
+    proc, (r,) = bench_json(str(fixed), "--runs", "10", "--scenario", "offline")
+    assert proc.returncode == 0, proc.stderr
+    assert r["batch"] == 20 and r["scenario"] == "offline"  # not the default 32: the file fixes 20
+    assert r["cost"]["macs"] == 3_414_528  # per sample: the fixed batch of 20 divided out
+    proc, _ = bench_json(str(fixed), "--runs", "10", "--batch", "8")
+    assert proc.returncode == 2 and "fixed batch of 20" in proc.stderr and "Use --batch 20" in proc.stderr

@@ -186,10 +186,20 @@ def test_history_lists_and_filters_by_model_backend_target_and_date(tmp_path):
     assert len(only("--since", today)) == 3 and only("--until", "2000-01-01") == []
     table = run_cli("history", "--history", db_path)
     assert table.returncode == 0 and "mlp.tflite" in table.stdout and "pi" in table.stdout
-    csv_out = run_cli("history", "--history", db_path, "--format", "csv").stdout.splitlines()
-    assert csv_out[0].startswith("run,date (UTC),label,model") and len(csv_out) == 4
-    bad = run_cli("history", "--history", db_path, "--since", "yesterday")
-    assert bad.returncode == 2 and "not a date" in bad.stderr
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(run_cli("history", "--history", db_path, "--format", "csv").stdout)))
+    assert len(rows) == 3 and all(None not in r for r in rows)  # as many fields as header columns
+    assert (rows[0]["model"], rows[0]["target"], rows[0]["batch"], rows[0]["status"]) == ("/a/mlp.tflite",
+                                                                                         "raspberry-pi-4", "1", "ok")
+    first = listed[-1]["created"][:19]  # run 1, to the second: a time includes its whole second, either way
+    assert len(only("--since", first.replace("T", " "))) == 3 and len(only("--until", first)) >= 2
+    for bad_date in ("yesterday", "2026-13-01", "2026-02-30", "2026-12-02T99:00"):
+        bad = run_cli("history", "--history", db_path, "--since", bad_date)
+        assert bad.returncode == 2 and "not a date" in bad.stderr, bad_date
+    backwards = run_cli("history", "--history", db_path, "--since", "2026-12-02", "--until", "2026-12-01")
+    assert backwards.returncode == 2 and "is after --until" in backwards.stderr
 
 
 def test_reading_a_history_that_does_not_exist_or_is_not_a_database_says_so(tmp_path):
@@ -248,6 +258,9 @@ def test_compare_threshold_decides_what_counts(tmp_path):
     assert run_cli("compare", "1", "2", "--history", db_path, "--threshold", "20").returncode == 0
     bad = run_cli("compare", "1", "2", "--history", db_path, "--threshold", "five")
     assert bad.returncode == 2 and "not a percentage" in bad.stderr
+    for out_of_range in ("-5%", "200%"):
+        bad = run_cli("compare", "1", "2", "--history", db_path, "--threshold", out_of_range)
+        assert bad.returncode == 2 and "out of range" in bad.stderr and "0% to 100%" in bad.stderr
 
 
 def test_compare_pairs_by_model_backend_and_batch_and_lists_the_rest(tmp_path):
@@ -267,6 +280,18 @@ def test_compare_two_runs_of_one_model_each_compares_them_and_notes_a_changed_fi
         db.save_run([record(model="/m/cnn_int8.tflite", median=7.5)], sha256={"/m/cnn_int8.tflite": "b" * 64})
     (pair,) = json.loads(run_cli("compare", "1", "2", "--history", db_path, "--format", "json").stdout)["pairs"]
     assert pair["pair"] == "cnn.tflite on tflite -> cnn_int8.tflite on tflite" and pair["verdict"] == "improvement"
+    assert pair["notes"] == ["different models (cnn.tflite and cnn_int8.tflite): the only record of each run, "
+                             "compared as asked"]  # not "the model file changed": they are two models
+
+
+def test_compare_markdown_carries_the_notes_for_a_pull_request(tmp_path):
+    db_path = _two_runs(tmp_path, [record(seed=1)], [record(seed=2, slow_share=0.02, batch=8)])
+    md = run_cli("compare", "1", "2", "--history", db_path, "--format", "markdown")
+    assert md.returncode == 1 and md.stderr == ""
+    assert "- cnn.tflite on tflite -> cnn.tflite on tflite x8: different batches (1 and 8)" in md.stdout
+    assert "typical call is unchanged" in md.stdout
+    itself = json.loads(run_cli("compare", "2", "2", "--history", db_path, "--format", "json").stdout)["pairs"][0]
+    assert itself["notes"][0].startswith("a run compared with itself") and itself["change"] == 0
 
 
 def test_compare_runs_with_nothing_in_common_is_refused(tmp_path):

@@ -98,7 +98,15 @@ def test_a_slow_phase_makes_the_windows_disagree():
     s = protocol.stability((us * 1000).astype(int).tolist(), windows=5)
     assert s["windows_p50_us"] == [15.0, 15.0, 15.0, 19.5, 15.0]
     assert s["robust_cv"] == 0.0
-    assert s["reasons"] == ["the 5 windows' medians differ by 30% > 10%"]
+    assert s["reasons"] == ["the 5 windows' medians differ by 30.0% > 10%"]
+
+
+def test_rare_very_slow_calls_that_carry_much_of_the_time_are_unstable():
+    us = np.full(1000, 10.0)
+    us[::50] = 200.0  # 2 % of the calls take 20x: the median does not see them, the mean (and throughput) do
+    s = protocol.stability((us * 1000).astype(int).tolist())
+    assert s["robust_cv"] == 0.0 and s["window_spread"] == 0.0
+    assert s["reasons"] == ["the mean is 38% above the median (rare, very slow calls)"]
 
 
 def test_fewer_than_ten_runs_are_unstable_whatever_their_numbers():

@@ -120,21 +120,49 @@ def _now() -> str:
 class History:
     """A history database. Open it with `open_history`; close it (or use `with`)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, readonly: bool = False):
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
+            if readonly:
+                self.db = self._connect_readonly(path)
+                self._check_readable()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA foreign_keys = ON")
+                self._migrate()
         except sqlite3.DatabaseError as e:
             raise HistoryError(f"'{path}' cannot be used as a benchmark history ({e})",
-                               "Point --history or TOOLKIT_HISTORY at another file, or move this one away") from None
+                               "Point --history or TOOLKIT_HISTORY at the file toolkit bench --save writes") from None
         except OSError as e:
             raise HistoryError(f"the history '{path}' cannot be created ({e.strerror})",
                                "Point --history or TOOLKIT_HISTORY at a file in a folder you can write to") from None
+
+    @staticmethod
+    def _connect_readonly(path: Path) -> sqlite3.Connection:
+        """Reading needs no write access: read-only, else (a WAL database in a folder that cannot take its -shm
+        file) as an immutable file."""
+        from urllib.parse import quote
+
+        uri = "file:" + quote(str(path.resolve()))
+        try:
+            db = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            return sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None)
+
+    def _check_readable(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "runs", "records"} <= tables:
+            raise HistoryError(f"'{self.path}' is an SQLite file, but not a benchmark history",
+                               "Point --history or TOOLKIT_HISTORY at the file toolkit bench --save writes")
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row and int(row[0]) > SCHEMA_VERSION:
+            raise HistoryError(f"the history '{self.path}' was written by a newer toolkit (schema {row[0]})",
+                               "Upgrade edge-toolkit to read it")
 
     def _migrate(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
@@ -187,8 +215,10 @@ class History:
                 self.db.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as e:
-            raise HistoryError(f"the run could not be saved in '{self.path}' ({e})",
-                               "Check the disk and the file's permissions; the results above are complete") from None
+            err = HistoryError(f"the run could not be saved in '{self.path}' ({e})",
+                               "Check the disk and the file's permissions; the results above are complete")
+            err.exit_code = 1  # the measurement worked; keeping it failed
+            raise err from None
         return run_id
 
     # ------------------------------------------------------------------------------------------ reading
@@ -241,12 +271,13 @@ class History:
         if target:
             where.append("COALESCE(r.target, 'host') = ?")
             args.append(target)
+        # Compared at the precision given: a date includes its whole day, a time its whole second.
         if since:
-            where.append("u.created >= ?")
-            args.append(since)
+            where.append("substr(u.created, 1, ?) >= ?")
+            args += [len(since), since]
         if until:
-            where.append("u.created < ?")
-            args.append(until + ("T99" if "T" not in until else ""))  # a date includes its whole day
+            where.append("substr(u.created, 1, ?) <= ?")
+            args += [len(until), until]
         ids = list(run_ids)
         if ids:
             where.append(f"u.id IN ({','.join('?' * len(ids))})")
@@ -267,9 +298,9 @@ def _record_row(run_id: int, position: int, record: Record, sha: str | None) -> 
             record.status, d.get("batch"), d.get("scenario"), lat.get("p50"), lat.get("p90"), json.dumps(d))
 
 
-def open_history(path: str | os.PathLike | None = None) -> History:
-    """The history at `path`, else at default_path(); created on first use."""
-    return History(Path(path).expanduser() if path else default_path())
+def open_history(path: str | os.PathLike | None = None, readonly: bool = False) -> History:
+    """The history at `path`, else at default_path(); created on first use (not when `readonly`)."""
+    return History(Path(path).expanduser() if path else default_path(), readonly)
 
 
 def model_hashes(records: Iterable[Record]) -> dict[str, str | None]:

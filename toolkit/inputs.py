@@ -78,7 +78,8 @@ def resolve_shapes(specs: Sequence[TensorSpec], batch: int,
             shape[0] = batch
         elif batch != 1 and shape and shape[0] != batch:
             raise UsageError(f"input '{spec.name}' has a fixed batch of {shape[0]}, so --batch {batch} cannot apply",
-                             "Use --batch 1, or export the model with a dynamic batch dimension")
+                             f"Use --batch {shape[0]} (or leave --batch out), or export the model with a dynamic batch "
+                             "dimension")
         if any(d is None for d in shape):
             names = spec.dim_names or (None,) * len(shape)
             example = "x".join(str(d) if d is not None else f"<{_dim_label(n, 'size')}>" for d, n in zip(shape, names))

@@ -192,7 +192,8 @@ def _inner_size(node: Any, shapes: dict[str, list[int]]) -> int:
 
 
 def _macs(model: Any) -> int | None:
-    """Per sample (a dynamic batch counts as 1), from ONNX's shape inference; None when shapes are unknown."""
+    """Per sample (a dynamic batch counts as 1, a fixed batch is divided out), from ONNX's shape inference; None
+    when shapes are unknown."""
     import onnx
 
     try:
@@ -216,7 +217,11 @@ def _macs(model: Any) -> int | None:
                 total += math.prod(out) * math.prod(weight[1:])  # out elements x (Cin/group x kernel)
         elif node.op_type in _MATMUL:
             total += math.prod(out) * _inner_size(node, shapes)
-    return int(total)
+    constants = {i.name for i in model.graph.initializer}
+    first = next((v for v in model.graph.input if v.name not in constants), None)
+    dims = first.type.tensor_type.shape.dim if first is not None else []
+    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 1 else 1
+    return int(total // batch)
 
 
 def footprint(model: Any, path: Path) -> dict[str, Any]:

@@ -110,6 +110,8 @@ def measure(job):
     import backend_device
     import protocol
 
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge-toolkit")
+    peak = protocol.peak_gflops(cache)  # before pinning and before the runtime: the machine's own peak
     try:
         protocol.pin_to(job.get("pin"))  # before the runtime starts its threads, which inherit it
     except protocol.ProtocolError as e:
@@ -173,9 +175,8 @@ def measure(job):
     if job.get("dataset"):
         say(phase="evaluating")
         evaluation = evaluate(session, protocol, np, job, in_specs, out_specs, check)
-    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge-toolkit")
     return dict(measured, batch=batch, provider=session.describe(), inputs=shapes, init_ms=round(init_ms, 3),
-                peak_rss_mb=peak_mb, evaluation=evaluation, peak_gflops=protocol.peak_gflops(cache),
+                peak_rss_mb=peak_mb, evaluation=evaluation, peak_gflops=peak,
                 environment=protocol.environment(backend_device.versions(), None))
 
 

@@ -224,6 +224,7 @@ def open_artifact(model: str) -> Artifact:
 def measure(request: dict[str, Any]) -> dict[str, Any]:
     """Child entry point: one (model, backend) pair, returned as a BenchRecord dict."""
     req = BenchRequest.from_dict(request)
+    peak = protocol.peak_gflops(cache_dir())  # before pinning and before the runtime: the machine's own peak
     try:
         protocol.pin_to(req.pin)  # before the runtime starts its threads, which inherit it
     except protocol.ProtocolError as e:
@@ -298,7 +299,7 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         evaluation=evaluation,
         scenario=req.scenario,
         pin=req.pin,
-        cost=cost_model(macs, batch, measured["latency_us"]["p50"], protocol.peak_gflops(cache_dir())),
+        cost=cost_model(macs, batch, measured["latency_us"]["p50"], peak),
         **measured,
         task=artifact.task,
         source_model=manifest.model if manifest else None,

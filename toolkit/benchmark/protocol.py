@@ -26,16 +26,20 @@ WARMUP_RUNS, WARMUP_SECONDS, RUNS, MIN_SECONDS, WINDOWS = 10, 0.5, 100, 1.0, 5
 # reported too, but it is no test: a handful of preempted calls among thousands (one 57 us call beside a 15 us
 # median) puts it at 20-40 % on an ordinary machine, so it would flag every run and tell nothing.
 UNSTABLE_SPREAD = 0.10
+# ... or when the mean is this far above the median: rare calls so slow that they carry much of the time, which the
+# percentiles hide and the throughput (a mean) does not.
+UNSTABLE_MEAN_OVER_MEDIAN = 1.25
 SAMPLES_KEPT = 2000  # per record, in time order, for distributions and comparisons
 BLOCKS_KEPT = 100  # the mean of each of this many consecutive blocks of calls: the sustained rate, over time
 # The ISA features that decide which kernels a runtime picks.
 INTERESTING_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
                      "avx_vnni", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16",
-                     "fphp", "asimdhp")
+                     "fphp", "asimdhp", "avx512_fp16")
 # The same features by the names users look for, across x86 and Arm: (name, any of these flags).
 FEATURES = (("avx2", ("avx2",)), ("avx512", ("avx512f",)), ("vnni", ("avx512_vnni", "avx_vnni")),
             ("amx", ("amx_int8", "amx_bf16")), ("neon", ("neon", "asimd")), ("dotprod", ("asimddp",)),
-            ("i8mm", ("i8mm",)), ("sve", ("sve",)), ("fp16", ("f16c", "fphp", "asimdhp")))
+            ("i8mm", ("i8mm",)), ("sve", ("sve",)),
+            ("fp16", ("avx512_fp16", "fphp", "asimdhp")))  # fp16 arithmetic: x86's f16c only converts
 
 
 class ProtocolError(ValueError):
@@ -115,11 +119,13 @@ def judge(us: Any, window_p50: Sequence[float], runs: int, mean: float, std: flo
     spread = (max(window_p50) - min(window_p50)) / median if median > 0 and len(window_p50) > 1 else 0.0
     reasons = []
     if runs < MIN_RUNS_UNDER_BUDGET:
-        reasons.append(f"only {runs} runs")
+        reasons.append(f"only {runs} run{'s' if runs != 1 else ''}")
     if robust > UNSTABLE_SPREAD:
-        reasons.append(f"robust spread {robust:.0%} > {UNSTABLE_SPREAD:.0%}")
+        reasons.append(f"robust spread {robust:.1%} > {UNSTABLE_SPREAD:.0%}")
     if spread > UNSTABLE_SPREAD:
-        reasons.append(f"the {len(window_p50)} windows' medians differ by {spread:.0%} > {UNSTABLE_SPREAD:.0%}")
+        reasons.append(f"the {len(window_p50)} windows' medians differ by {spread:.1%} > {UNSTABLE_SPREAD:.0%}")
+    if median > 0 and mean > UNSTABLE_MEAN_OVER_MEDIAN * median:
+        reasons.append(f"the mean is {mean / median - 1:.0%} above the median (rare, very slow calls)")
     return {"cv": round(cv, 4), "robust_cv": round(robust, 4), "windows_p50_us": [round(w, 3) for w in window_p50],
             "window_spread": round(spread, 4), "reasons": reasons}
 
@@ -179,24 +185,28 @@ def compact_cpus(cpus: Sequence[int]) -> str:
 
 
 # A short single-precision matrix product: what this machine's BLAS does at best, for the cost model's share of
-# peak. Measured once per machine, numpy and thread count and cached beside the caller's other cached files.
-CALIBRATION_N = 384
+# peak. Measured before the runtime is loaded and before pinning (the machine's peak, with no runtime thread
+# spinning beside it), and cached per machine for a day; a later, higher measurement replaces a lower one, so one
+# taken while the machine was busy does not stay.
+CALIBRATION_N = 512
+CALIBRATION_TTL_S = 86_400
 
 
 def peak_gflops(cache_dir: str | None = None, seconds: float = 0.3) -> float | None:
     """The best GFLOP/s of numpy's float32 matrix product on this machine (all the cores numpy's BLAS uses)."""
     import json
 
-    key = f"{cpu_info()['cpu']}|{os.cpu_count()}|{np.__version__}|{sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else ''}"
+    key = f"{cpu_info()['cpu']}|{os.cpu_count()}|{np.__version__}"
     path = os.path.join(cache_dir, "peak_gflops.json") if cache_dir else None
-    cached: dict[str, float] = {}
+    cached: dict[str, Any] = {}
     if path:
         try:
             with open(path) as f:
                 cached = json.load(f)
-            if key in cached:
-                return cached[key]
-        except (OSError, ValueError):
+            entry = cached.get(key)
+            if isinstance(entry, dict) and time.time() - entry.get("at", 0) < CALIBRATION_TTL_S:
+                return entry.get("gflops")
+        except (OSError, ValueError, AttributeError):
             cached = {}
     a = np.random.default_rng(0).random((CALIBRATION_N, CALIBRATION_N), dtype=np.float32)
     flops = 2.0 * CALIBRATION_N ** 3
@@ -208,9 +218,12 @@ def peak_gflops(cache_dir: str | None = None, seconds: float = 0.3) -> float | N
         best = max(best, flops / (time.perf_counter() - t) / 1e9)
     best = round(best, 1)
     if path:
+        previous = cached.get(key) if isinstance(cached.get(key), dict) else {}
+        if time.time() - previous.get("at", 0) < 7 * CALIBRATION_TTL_S:
+            best = max(best, previous.get("gflops") or 0.0)  # the lower one was taken on a busier machine
         try:
             os.makedirs(cache_dir, exist_ok=True)
-            cached[key] = best
+            cached[key] = {"gflops": best, "at": time.time()}
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "w") as f:
                 json.dump(cached, f)

@@ -102,6 +102,8 @@ def parse_cpus(value: str) -> list[int]:
     import re
 
     cpus: list[int] = []
+    if not value.strip():
+        raise UsageError("--pin is empty", "Give CPUs like 0, 0-3 or 0,2")
     for part in value.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
@@ -120,6 +122,23 @@ def check_local_cpus(cpus: list[int]) -> None:
     if bad:
         raise UsageError(f"--pin: CPU {compact_cpus(bad)} is not available here (this machine lets the toolkit "
                          f"use {compact_cpus(allowed) or 'none'})", "Pick CPUs from that list")
+
+
+OFFLINE_BATCH = 32
+
+
+def offline_batch(model: str) -> int:
+    """The offline scenario's batch when none is given: 32 where the model's batch dimension is dynamic, else 1,
+    which runs a fixed batch as it is."""
+    from ..artifact import Artifact
+    from ..benchmark.measure import declared_specs
+
+    try:
+        specs = declared_specs(Artifact.open(model))
+    except Exception:  # noqa: BLE001 - the pair's own child says what is wrong with the file
+        return OFFLINE_BATCH
+    first = specs[0][0] if specs and specs[0] else None
+    return OFFLINE_BATCH if first is None or not first.shape or first.shape[0] is None else 1
 
 
 def save_run(records, history_path, label):
@@ -217,7 +236,8 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
 
     The protocol: warm-up of at least --warmup runs and --warmup-seconds, then at least --runs timed runs and
     --min-seconds, in --windows windows; p50/p90/p99, mean, std, min, max, MAD and CV; a result is marked
-    unstable (~) when its robust spread (1.4826 x MAD / median) or its windows' disagreement passes 10%.
+    unstable (~) when its robust spread (1.4826 x MAD / median) or its windows' disagreement passes 10%, or its
+    mean is over 25% above its median. --processes N pools N fresh processes (use it for runs you compare).
     """
     from rich.console import Console
 
@@ -234,7 +254,14 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     if scenario == "offline" and inputs_file:
         raise UsageError("--scenario offline batches generated inputs, and --inputs fixes them",
                          "Drop --inputs, or use --scenario single-stream")
-    batches = parse_batches(batch_text) if batch_text else [32 if scenario == "offline" else 1]
+    ctx = click.get_current_context()
+    if max_seconds is not None and max_seconds < min_seconds:
+        if ctx.get_parameter_source("min_seconds") != click.core.ParameterSource.COMMANDLINE:
+            min_seconds = max_seconds  # only the cap was given: it wins over the default minimum
+    if max_seconds is not None and max_seconds < min_seconds:
+        raise UsageError(f"--max-seconds {max_seconds:g} is shorter than --min-seconds {min_seconds:g}",
+                         "Lower --min-seconds, or raise --max-seconds")
+    batches = parse_batches(batch_text) if batch_text else [1]
     if inputs_file and (shapes or batch_text):
         raise UsageError("--inputs fixes the input shapes, so --shape and --batch cannot be used with it",
                          "Drop --shape/--batch, or drop --inputs")
@@ -256,9 +283,13 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     if (ssh_config or remote_python) and not target_names:
         raise UsageError("--ssh-config and --remote-python are for benchmarks on a device", "Add --target NAME_OR_URL")
     regs.runners.get(runner or "local")
-    pin = parse_cpus(pin_text) if pin_text else None
+    pin = parse_cpus(pin_text) if pin_text is not None else None
     if pin and not target_names:
         check_local_cpus(pin)
+    if pin and threads is None:
+        # One runtime thread per pinned CPU. Left to itself, ONNX Runtime starts a thread per core of the machine
+        # and sets each one's affinity itself, so a worker would run outside the pinned CPUs.
+        threads = len(pin)
     for name in backends:
         regs.backends.get(name)
     pairs = parse_pairs(plugin_options)
@@ -271,7 +302,10 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     requests, problems = [], []
     for where in target_templates(template, target_names, ssh_config, remote_python) if target_names else [template]:
         some, bad = plan([str(m) for m in models], list(backends), where, every_capable=all_backends)
-        requests += [replace(req, batch=size) for req in some for size in batches]
+        if scenario == "offline" and not batch_text:
+            requests += [replace(req, batch=offline_batch(req.model)) for req in some]
+        else:
+            requests += [replace(req, batch=size) for req in some for size in batches]
         problems += bad
     per_backend = split_backend_options(pairs, sorted({req.backend for req in requests})) if pairs else {}
     for name, given in per_backend.items():
@@ -295,9 +329,14 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     ok = ok_records(records)
     failed = [r for r in records if r.status == "error"]
     skipped = [r for r in records if r.status == "skipped"]
-    run_id = None
+    run_id, save_error = None, None
     if save and records and interrupted is None:
-        run_id = save_run(records, history_path, label)
+        from ..errors import ToolkitError
+
+        try:
+            run_id = save_run(records, history_path, label)
+        except ToolkitError as e:  # the results are shown and written all the same, then the error
+            save_error = e
     extra = {"run_id": run_id} if save else {}
     if fmt == "json":
         sys.stdout.write(render.to_json(records, **extra))
@@ -326,7 +365,8 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     for r in skipped:
         note(r.error, "Skipped")
     if run_id is not None and fmt != "json":
-        note(f"saved as run {run_id}; compare it with another: toolkit compare RUN {run_id}")
+        given = f" --history {history_path}" if history_path else ""
+        note(f"saved as run {run_id}; compare it with another: toolkit compare RUN {run_id}{given}")
     for r in failed:
         if r.details:  # --traceback: the child's stack or the crashed runtime's own output
             click.echo(r.details.rstrip(), err=True)
@@ -334,8 +374,11 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     if interrupted is not None:
         done = len(records) - len(problems)
         finished = "the results above are the finished ones" if done else "none had finished"
-        click.echo(f"Stopped after {done} of {len(requests)} pairs; {finished}.", err=True)
+        unsaved = " The run was not saved (--save keeps whole runs only)." if save else ""
+        click.echo(f"Stopped after {done} of {len(requests)} pairs; {finished}.{unsaved}", err=True)
         raise interrupted
+    if save_error is not None:
+        raise save_error
     if failed:
         sys.exit(max(r.exit_code for r in failed))
     if not ok:  # everything was skipped: nothing was measured, which a script must not take for success

@@ -18,9 +18,11 @@ from .options import stdout_console, traceback_option
 
 def parse_threshold(value: str) -> float:
     """5%, 5 or 2.5% as a fraction (0.05, 0.05, 0.025)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", value)
-    if not m or not 0 <= float(m.group(1)) < 1000:
+    m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*%?\s*", value)
+    if not m:
         raise UsageError(f"--threshold {value} is not a percentage", "Give one like --threshold 5%")
+    if not 0 <= float(m.group(1)) <= 100:
+        raise UsageError(f"--threshold {value} is out of range", "Give a percentage from 0% to 100%, e.g. 5%")
     return float(m.group(1)) / 100.0
 
 
@@ -70,7 +72,13 @@ def compare_runs(run_a: Any, run_b: Any, threshold: float) -> dict[str, Any]:
         for name, r in (("A", ra), ("B", rb)):
             if r.unstable:
                 notes.append(f"{name} was unstable ({'; '.join(r.stability.get('reasons') or []) or 'too few runs'})")
-        if run_a.sha256.get(ra.model) and run_b.sha256.get(rb.model) and \
+        if loose is not None:
+            for what, x, y in (("models", Path(ra.model).name, Path(rb.model).name), ("backends", ra.backend, rb.backend),
+                               ("batches", ra.batch, rb.batch), ("scenarios", ra.scenario, rb.scenario),
+                               ("threads", ra.threads, rb.threads)):
+                if x != y:
+                    notes.append(f"different {what} ({x} and {y}): the only record of each run, compared as asked")
+        elif run_a.sha256.get(ra.model) and run_b.sha256.get(rb.model) and \
                 run_a.sha256[ra.model] != run_b.sha256[rb.model]:
             notes.append("the model file changed between the runs")
         cpu_a, cpu_b = (ra.environment or {}).get("cpu"), (rb.environment or {}).get("cpu")
@@ -92,11 +100,20 @@ def compare_runs(run_a: Any, run_b: Any, threshold: float) -> dict[str, Any]:
             "mean_ci_high": round(sustained.high, 4), "confidence": diff.confidence, "verdict": verdict,
             "evaluation": acc, "notes": notes,
         })
+    if run_a.run_id == run_b.run_id:
+        for p in pairs:
+            p["notes"].insert(0, "a run compared with itself: the interval shows the bootstrap's own spread")
     only_a = [describe_key(k) for k in a if k not in b] if loose is None else []
     only_b = [describe_key(k) for k in b if k not in a] if loose is None else []
     return {"run_a": run_a.run_id, "run_b": run_b.run_id, "threshold": threshold, "pairs": pairs,
             "only_in_a": only_a, "only_in_b": only_b,
             "regressions": sum(p["verdict"] == "regression" for p in pairs)}
+
+
+def _notes(pair: dict[str, Any]) -> list[str]:
+    """A pair's notes, with its change of accuracy when both runs evaluated it."""
+    e = pair["evaluation"]
+    return pair["notes"] + ([f"{e['metric']} {e['a']:.4g} -> {e['b']:.4g}"] if e else [])
 
 
 def _pct(x: float) -> str:
@@ -168,10 +185,13 @@ def compare(run_a, run_b, threshold, history_path, fmt) -> None:
         writer.writerows(result["pairs"])
         sys.stdout.write(buf.getvalue())
     elif fmt == "markdown":
-        from .render import markdown_table
+        from .render import markdown_table, md_escape
 
-        sys.stdout.write(f"## Run {b.run_id} against run {a.run_id} (threshold {limit:.0%})\n\n"
-                         + markdown_table(HEADER, _rows(result)))
+        notes = [f"- {md_escape(p['pair'])}: {md_escape(text)}" for p in result["pairs"] for text in _notes(p)]
+        notes += [f"- only in run {run}: {md_escape(', '.join(keys))}"
+                  for run, keys in ((a.run_id, result["only_in_a"]), (b.run_id, result["only_in_b"])) if keys]
+        sys.stdout.write(f"## Run {b.run_id} against run {a.run_id} (threshold {limit * 100:g}%)\n\n"
+                         + markdown_table(HEADER, _rows(result)) + ("\n" + "\n".join(notes) + "\n" if notes else ""))
     else:
         from rich.markup import escape
         from rich.table import Table
@@ -185,15 +205,12 @@ def compare(run_a, run_b, threshold, history_path, fmt) -> None:
             table.add_row(*(escape(c) for c in row[:-1]), f"[{styles.get(p['verdict'], '')}]{row[-1]}[/]"
                           if p["verdict"] in styles else row[-1])
         stdout_console().print(table)
-    if fmt in ("table", "markdown"):
+    if fmt == "table":
         from .options import note
 
         for p in result["pairs"]:
-            for text in p["notes"]:
+            for text in _notes(p):
                 note(f"{p['pair']}: {text}")
-            if p["evaluation"]:
-                e = p["evaluation"]
-                note(f"{p['pair']}: {e['metric']} {e['a']:.4g} -> {e['b']:.4g}")
         for side, keys in (("A", result["only_in_a"]), ("B", result["only_in_b"])):
             if keys:
                 note(f"only in run {a.run_id if side == 'A' else b.run_id}: {', '.join(keys)}")

@@ -17,13 +17,22 @@ history_option = click.option(
 
 
 def _day_or_time(value: str | None, flag: str) -> str | None:
-    """An ISO date (2026-12-01) or date and time (2026-12-01T14:00), in UTC, as the history compares them."""
+    """An ISO date (2026-12-01) or date and time (2026-12-01T14:00 or 2026-12-01 14:00), in UTC, checked to exist,
+    as the history compares them (2026-12-01T14:00:00)."""
     if value is None:
         return None
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?", value):
-        raise UsageError(f"{flag} {value} is not a date", f"Give an ISO date in UTC, e.g. {flag} 2026-12-01 or "
-                                                          f"{flag} 2026-12-01T14:00")
-    return value
+    from datetime import date, datetime
+
+    text = value.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text).isoformat()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?", text):
+            return datetime.fromisoformat(text.replace(" ", "T")).isoformat(timespec="seconds")
+    except ValueError:
+        pass
+    raise UsageError(f"{flag} {value} is not a date", f"Give an ISO date in UTC, e.g. {flag} 2026-12-01 or "
+                                                      f"{flag} 2026-12-01T14:00")
 
 
 def existing_history(path: Path | None):
@@ -35,7 +44,7 @@ def existing_history(path: Path | None):
         raise UsageError(f"there is no benchmark history at '{where}' yet",
                          "Save a run first: toolkit bench MODEL --save" + ("" if path is None else
                                                                            f" --history {path}"))
-    return open_history(where)
+    return open_history(where, readonly=True)
 
 
 @click.command("history")
@@ -45,7 +54,8 @@ def existing_history(path: Path | None):
 @click.option("--target", metavar="NAME", help="Only this target (host for local runs).")
 @click.option("--since", metavar="DATE", help="Only runs from this date or time on (UTC, e.g. 2026-12-01).")
 @click.option("--until", metavar="DATE", help="Only runs up to this date (the whole day) or time (UTC).")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many rows.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many rows (records, newest run first).")
 @history_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True, help="Output format; json and csv are for scripts.")
@@ -64,6 +74,8 @@ def history(run, model, backend, target, since, until, limit, history_path, fmt)
     from . import render
 
     since, until = _day_or_time(since, "--since"), _day_or_time(until, "--until")
+    if since and until and since[:len(until)] > until:
+        raise UsageError(f"--since {since} is after --until {until}", "Swap them")
     if run is not None and any(v is not None for v in (model, backend, target, since, until)):
         raise UsageError("RUN shows one run whole; the filters are for the list", "Drop RUN or the filters")
     with existing_history(history_path) as db:
@@ -92,7 +104,7 @@ def history(run, model, backend, target, since, until, limit, history_path, fmt)
 
         sys.stdout.write(json_text({"rows": [r.to_dict() for r in rows]}))
         return
-    header = ["run", "date (UTC)", "label", "model", "backend", "batch", "p50", "p90", "status"]
+    header = ["run", "date (UTC)", "label", "model", "backend", "batch", "p50", "p90", "status"]  # target in backend
     from ..units import fmt_us
 
     cells = [[str(r.run_id), r.created.replace("+00:00", ""), r.label or "", Path(r.model).name,
@@ -104,7 +116,8 @@ def history(run, model, backend, target, since, until, limit, history_path, fmt)
 
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(header)
+        writer.writerow(["run", "created", "label", "model", "backend", "target", "batch", "p50_us", "p90_us",
+                         "status"])
         writer.writerows([[r.run_id, r.created, r.label or "", r.model, r.backend, r.target or "", r.batch or "",
                            r.p50_us, r.p90_us, r.status] for r in rows])
         sys.stdout.write(buf.getvalue())
