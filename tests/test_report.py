@@ -67,7 +67,7 @@ def history(tmp_path_factory) -> Path:
     a batch sweep, an unstable record, a device target, a hostile model name and a failure)."""
     path = tmp_path_factory.mktemp("history") / "h.sqlite"
     with open_history(path) as h:
-        h.save_run([failure("out/cnn.keras", "keras", "keras is not installed")], command="toolkit bench cnn.keras")
+        h.save_run([failure("out/cnn.keras", "keras", "cnn.keras on keras: keras is not installed")], command="toolkit bench cnn.keras")
         h.save_run([record("a.tflite", "tflite", 100, size=400_000, seed=1),
                     record("a_int8.tflite", "tflite", 150, size=100_000, seed=2, precision="int8"),
                     record("b.onnx", "onnxruntime", 120, size=500_000, seed=3),
@@ -89,7 +89,7 @@ def history(tmp_path_factory) -> Path:
                     record("out/cnn_int8.tflite", "tflite", 400, top1=0.8701, size=104_000, seed=13,
                            precision="int8", target="raspberry-pi-4"),
                     record(f"out/{EVIL}", "onnxruntime", 2300, top1=0.80, seed=14),
-                    failure("out/cnn.keras", "keras", "keras <b>is</b> not installed")],
+                    failure("out/cnn.keras", "keras", "cnn.keras on keras: keras <b>is</b> not installed")],
                    command="toolkit bench out/*.onnx out/*.tflite --batch 1,8,32 --dataset fashion-mnist --save",
                    label="abc1234")
     return path
@@ -209,7 +209,7 @@ def test_the_table_has_every_measured_record_and_the_unstable_reasons(report):
     assert rows[("cnn_int8.tflite (#4)", "tflite @ raspberry-pi-4")][2] == "XNNPACK"
     unstable = rows[("cnn_int8.onnx (#4)", "onnxruntime")]
     assert unstable[-1] == "unstable" and float(unstable[11].rstrip("%")) > 10
-    assert re.search(r"<li>cnn_int8\.onnx \(#4\): robust spread \d+% &gt; 10%", report[1])
+    assert re.search(r"<li>cnn_int8\.onnx \(#4\): robust spread \d+\.\d% &gt; 10%", report[1])
     assert sum(r[-1] == "unstable" for r in rows.values()) == 1
 
 
@@ -225,7 +225,7 @@ def test_text_from_records_is_escaped(report):
     text = report[1]
     assert "<script" not in text.lower() and "<img src=x" not in text
     assert "&lt;script&gt;alert(&#x27;$1&#x27;)&lt;script&gt;&lt;img src=x onerror=console.error(1)&gt;.onnx" in text
-    assert "keras on keras (#4): error: keras &lt;b&gt;is&lt;/b&gt; not installed" in text
+    assert "error (#4): cnn.keras on keras: keras &lt;b&gt;is&lt;/b&gt; not installed" in text
 
 
 def test_without_evaluations_or_a_sweep_size_vs_latency_and_a_note(history, tmp_path):
@@ -247,8 +247,8 @@ def test_markdown_for_a_pull_request(history, tmp_path):
     assert md.startswith("## Benchmark report: runs #4\n\n- run 4, ") and "label abc1234" in md
     assert "| model | backend | provider | prec. | batch | scenario | size | metric | p50 | p90 | p99 | spread |" in md
     assert re.search(r"^\| cnn\.onnx x32 \| onnxruntime \| CPU \| fp32 \| 32 \|", md, re.M)
-    assert re.search(r"^Unstable measurements:\n\n- cnn_int8\.onnx: robust spread \d+% > 10%", md, re.M)
-    assert "- cnn.keras on keras: error: keras &lt;b>is&lt;/b> not installed" in md
+    assert re.search(r"^Unstable measurements:\n\n- cnn_int8\.onnx: robust spread \d+\.\d% > 10%", md, re.M)
+    assert "- error: cnn.keras on keras: keras &lt;b>is&lt;/b> not installed" in md
     assert "&lt;script>" in md and "<script" not in md and "data:image" not in md
     assert len([line for line in md.splitlines() if line.startswith("| ")]) == 1 + 8
     # --output writes the same text; an .md file needs no --format.

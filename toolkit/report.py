@@ -302,6 +302,9 @@ def tradeoff_plot(items: Sequence[Entry]) -> Plot:
         labels.setdefault((xs[i], ys[i]), []).append(chosen[i].label)
     for (x, y), names in labels.items():
         ax.annotate(_mpl(", ".join(names)), (x, y), textcoords="offset points", xytext=(7, 7), fontsize="small")
+    for i in rest:  # the dominated ones too, smaller and grey, so every point can be told apart
+        ax.annotate(_mpl(chosen[i].label), (xs[i], ys[i]), textcoords="offset points", xytext=(7, -10),
+                    fontsize="x-small", color="#555555")
     ax.margins(0.12)
     if xs and min(xs) > 0 and max(xs) / min(xs) > LOG_RATIO:
         ax.set_xscale("log")
@@ -403,8 +406,11 @@ def render_html(runs: Sequence[Run], plots: Sequence[Plot] | None = None) -> str
     if failed:
         out.append('<h3>Not measured</h3>\n<ul class="failures">')
         several = len(runs) > 1
-        out += [f"<li>{_e(Path(r.model).name)} on {_e(r.backend)}" + (f" (#{run.run_id})" if several else "")
-                + f": {_e(r.status)}: {_e(r.error)}</li>" for run, r in failed]
+        lines: dict[str, int] = {}  # the error names the model and backend; a sweep repeats it once per batch
+        for run, r in failed:
+            text = f"{r.status}" + (f" (#{run.run_id})" if several else "") + f": {r.error}"
+            lines[text] = lines.get(text, 0) + 1
+        out += [f"<li>{_e(text)}" + (f" ({n} times)" if n > 1 else "") + "</li>" for text, n in lines.items()]
         out.append("</ul>")
     for plot in plots:
         out.append(f'<h2>{_e(plot.title)}</h2>')
@@ -450,6 +456,6 @@ def render_markdown(runs: Sequence[Run]) -> str:
                                                        for label, why in notes)
     failed = failures(runs)
     if failed:
-        out += "\nNot measured:\n\n" + "".join(f"- {text(Path(r.model).name)} on {text(r.backend)}: "
-                                              f"{text(r.status)}: {text(r.error)}\n" for _, r in failed)
+        seen = list(dict.fromkeys(f"- {text(r.status)}: {text(r.error)}\n" for _, r in failed))
+        out += "\nNot measured:\n\n" + "".join(seen)
     return out

@@ -25,12 +25,13 @@ class OutputFile(click.Path):
     """An output file path: like click.Path(dir_okay=False), and a name ending in a slash (a folder) is refused
     instead of silently losing the slash."""
 
-    def __init__(self) -> None:
+    def __init__(self, example: str = "model.onnx") -> None:
         super().__init__(dir_okay=False, path_type=Path)
+        self.example = example
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value.endswith(("/", os.sep)):
-            self.fail(f"'{value}' ends in a slash, so it names a folder; name the file, e.g. {value}model.onnx",
+            self.fail(f"'{value}' ends in a slash, so it names a folder; name the file, e.g. {value}{self.example}",
                       param, ctx)
         return super().convert(value, param, ctx)
 

@@ -14,7 +14,7 @@ from .options import OutputFile, traceback_option
 @click.command("report")
 @click.argument("refs", nargs=-1, required=True, metavar="RUN...")
 @history_option
-@click.option("--output", type=OutputFile(), help="The file to write: needed for html; md prints without it.")
+@click.option("--output", type=OutputFile("report.html"), help="The file to write: needed for html; md prints without it.")
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "markdown"]), default=None,
               help="html: one self-contained file with plots (the default; .md output files get md); md: a "
                    "Markdown summary for pull requests, no images.")
