@@ -42,28 +42,51 @@ def fresh_plugins(monkeypatch):
     plugins.reset()
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> Path:
-    """A CNN trained on digits (8x8x1, so the CNN adapts its padding), in its own folder with a manifest."""
+def built_once(tmp_path_factory, name: str, build) -> dict:
+    """What `build(folder)` returns (JSON), built once per test session however many xdist workers ask: the first
+    builds it under a lock, the others wait and reuse it. The tests only read these files."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's own folder, shared by its workers
+    folder = root / f"shared-{name}"
+    folder.mkdir(exist_ok=True)
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / "built.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        result = build(folder)
+        done.write_text(json.dumps(result))
+        return result
+
+
+def _train_and_convert(folder: Path) -> dict[str, str]:
     from toolkit import operations
 
-    out = tmp_path_factory.mktemp("trained")
-    operations.train("cnn", "digits", 12, out, seed=0)
-    return out / "cnn.keras"
-
-
-@pytest.fixture(scope="session")
-def artifacts(trained) -> dict[str, Path]:
-    """fp32 and int8 TFLite and ONNX artifacts of the trained CNN, each already checked against its source."""
-    from toolkit import operations
-
+    operations.train("cnn", "digits", 12, folder, seed=0)
+    trained = folder / "cnn.keras"
     return {
-        "keras": trained,
-        "tflite": operations.convert(trained, "tflite").path,
-        "tflite_int8": operations.quantize(trained, "int8", "digits", to="tflite").path,
-        "onnx": operations.convert(trained, "onnx").path,
-        "onnx_int8": operations.quantize(trained.with_suffix(".onnx"), "int8", "digits").path,
+        "keras": str(trained),
+        "tflite": str(operations.convert(trained, "tflite").path),
+        "tflite_int8": str(operations.quantize(trained, "int8", "digits", to="tflite").path),
+        "onnx": str(operations.convert(trained, "onnx").path),
+        "onnx_int8": str(operations.quantize(trained.with_suffix(".onnx"), "int8", "digits").path),
     }
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory) -> dict[str, Path]:
+    """A CNN trained on digits (8x8x1, so the CNN adapts its padding) with a manifest, and its fp32 and int8
+    TFLite and ONNX artifacts, each already checked against its source. Built once for all workers."""
+    return {k: Path(v) for k, v in built_once(tmp_path_factory, "cnn", _train_and_convert).items()}
+
+
+@pytest.fixture(scope="session")
+def trained(artifacts) -> Path:
+    """The trained CNN of `artifacts`."""
+    return artifacts["keras"]
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
