@@ -355,6 +355,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.unstable td { background: #fff6e0; }
 figure { margin: 2em 0; }
 img.plot { max-width: 100%; height: auto; border: 1px solid #eee; }
+div.wide { overflow-x: auto; }
 figcaption, .note { color: #555; max-width: 60em; }
 .meta { color: #555; }
 """
@@ -384,7 +385,7 @@ def render_html(runs: Sequence[Run], plots: Sequence[Plot] | None = None) -> str
         command = f"<br><code>{_e(run.command)}</code>" if run.command else ""
         out.append(f"<li>{_e(run_line(run))}{command}</li>")
     out.append("</ul>")
-    out.append('<h2>Summary</h2>\n<table class="summary">\n<thead><tr>'
+    out.append('<h2>Summary</h2>\n<div class="wide">\n<table class="summary">\n<thead><tr>'
                + "".join(f"<th>{_e(c)}</th>" for c in COLUMNS) + "</tr></thead>\n<tbody>")
     for e in items:
         cells = summary_cells(e)
@@ -396,7 +397,7 @@ def render_html(runs: Sequence[Run], plots: Sequence[Plot] | None = None) -> str
             row.append(f"<td{cls}{title}>{_e(cell)}</td>")
         tr = '<tr class="unstable">' if e.record.unstable else "<tr>"
         out.append(tr + "".join(row) + "</tr>")
-    out.append("</tbody>\n</table>")
+    out.append("</tbody>\n</table>\n</div>")
     notes = unstable_notes(items)
     if notes:
         out.append('<h3>Unstable measurements</h3>\n<ul class="unstable">')

@@ -156,10 +156,11 @@ def save_run(records, history_path, label):
               help="Backend to run on; repeat for several. Default: the best installed one per model.")
 @click.option("--all-backends", is_flag=True, help="Run on every installed backend that can run each model.")
 @click.option("--provider", metavar="NAME", help="Execution provider, e.g. cpu, cuda, tensorrt (onnxruntime).")
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: the runtime's).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Intra-op threads (default: the runtime's; with --pin, one per pinned CPU).")
 @click.option("--batch", "batch_text", metavar="N[,N...]",
               help="Batch size for a dynamic batch dimension; a list (1,8,32) sweeps, one pair per size. "
-                   "Default: 1, or 32 with --scenario offline.")
+                   "Default: 1, or 32 with --scenario offline (a model's fixed batch stays as it is).")
 @click.option("--scenario", type=click.Choice(["single-stream", "offline"]), default="single-stream",
               show_default=True,
               help="MLPerf's scenarios: single-stream (one query at a time; p90 latency is the headline) or offline "
@@ -214,8 +215,9 @@ def save_run(records, history_path, label):
 @memory_limit_option
 @traceback_option
 def bench(models, backends, all_backends, provider, threads, batch_text, scenario, shapes, inputs_file, runs,
-          min_seconds, warmup, warmup_seconds, windows, max_seconds, processes, pin_text, dataset, target_names, ssh_config,
-          remote_python, strict_provider, save, history_path, label, runner, plugin_options, fmt, output) -> None:
+          min_seconds, warmup, warmup_seconds, windows, max_seconds, processes, pin_text, dataset, target_names,
+          ssh_config, remote_python, strict_provider, save, history_path, label, runner, plugin_options, fmt,
+          output) -> None:
     """Benchmark MODELS (.tflite, .onnx, .keras, or a format a plugin adds) on one or more backends.
 
     Each (model, backend) pair runs in a child process that preloads its inputs and times only the
@@ -248,16 +250,15 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     from ..records import BenchRequest
     from . import render
 
-    given = click.get_current_context().get_parameter_source("history_path") == click.core.ParameterSource.COMMANDLINE
-    if (label or (history_path and given)) and not save:  # $TOOLKIT_HISTORY alone asks for nothing
+    ctx = click.get_current_context()
+    typed = lambda name: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE  # noqa: E731
+    if (label or (history_path and typed("history_path"))) and not save:  # $TOOLKIT_HISTORY alone asks nothing
         raise UsageError("--label and --history are for saved runs", "Add --save")
     if scenario == "offline" and inputs_file:
         raise UsageError("--scenario offline batches generated inputs, and --inputs fixes them",
                          "Drop --inputs, or use --scenario single-stream")
-    ctx = click.get_current_context()
-    if max_seconds is not None and max_seconds < min_seconds:
-        if ctx.get_parameter_source("min_seconds") != click.core.ParameterSource.COMMANDLINE:
-            min_seconds = max_seconds  # only the cap was given: it wins over the default minimum
+    if max_seconds is not None and max_seconds < min_seconds and not typed("min_seconds"):
+        min_seconds = max_seconds  # only the cap was given: it wins over the default minimum
     if max_seconds is not None and max_seconds < min_seconds:
         raise UsageError(f"--max-seconds {max_seconds:g} is shorter than --min-seconds {min_seconds:g}",
                          "Lower --min-seconds, or raise --max-seconds")
@@ -365,8 +366,8 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     for r in skipped:
         note(r.error, "Skipped")
     if run_id is not None and fmt != "json":
-        given = f" --history {history_path}" if history_path else ""
-        note(f"saved as run {run_id}; compare it with another: toolkit compare RUN {run_id}{given}")
+        where_saved = f" --history {history_path}" if history_path and typed("history_path") else ""
+        note(f"saved as run {run_id}; compare it with another: toolkit compare RUN {run_id}{where_saved}")
     for r in failed:
         if r.details:  # --traceback: the child's stack or the crashed runtime's own output
             click.echo(r.details.rstrip(), err=True)
