@@ -100,7 +100,8 @@ def test_pooling_processes_is_exact_where_it_can_be_and_shows_the_spread_between
     assert pooled.runs == 8000 and pooled.processes == 2
     assert pooled.latency_us["mean"] == pytest.approx(both.mean(), abs=1e-3)
     assert pooled.latency_us["std"] == pytest.approx(both.std(), abs=1e-2)
-    assert pooled.latency_us["min"] == parts[0].latency_us["min"] and pooled.latency_us["max"] == parts[1].latency_us["max"]
+    assert pooled.latency_us["min"] == parts[0].latency_us["min"]
+    assert pooled.latency_us["max"] == parts[1].latency_us["max"]
     assert pooled.throughput_per_s == pytest.approx(8000 / (both.sum() / 1e6), rel=1e-4)
     assert pooled.stability["processes_p50_us"] == [parts[0].latency_us["p50"], parts[1].latency_us["p50"]]
     assert len(pooled.stability["windows_p50_us"]) == 10 and len(pooled.block_means_us) == 200

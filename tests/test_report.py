@@ -67,7 +67,8 @@ def history(tmp_path_factory) -> Path:
     a batch sweep, an unstable record, a device target, a hostile model name and a failure)."""
     path = tmp_path_factory.mktemp("history") / "h.sqlite"
     with open_history(path) as h:
-        h.save_run([failure("out/cnn.keras", "keras", "cnn.keras on keras: keras is not installed")], command="toolkit bench cnn.keras")
+        h.save_run([failure("out/cnn.keras", "keras", "cnn.keras on keras: keras is not installed")],
+                   command="toolkit bench cnn.keras")
         h.save_run([record("a.tflite", "tflite", 100, size=400_000, seed=1),
                     record("a_int8.tflite", "tflite", 150, size=100_000, seed=2, precision="int8"),
                     record("b.onnx", "onnxruntime", 120, size=500_000, seed=3),
