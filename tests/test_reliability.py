@@ -208,16 +208,17 @@ def test_an_interrupted_quickstart_prints_what_finished_in_the_chosen_format(tmp
     proc = subprocess.Popen([TOOLKIT, "quickstart", "--output", str(tmp_path), "--dataset", "digits", "--epochs",
                              "1", "--limit", "300", "--runs", "10", "--format", "json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    last = tmp_path / "cnn_int8.tflite.manifest.json"  # the last artifact: benchmarking comes next
-    assert wait_until(last.exists, 300), proc.stderr.read() if proc.poll() is not None else "no artifact"
-    time.sleep(3.0)  # the quantize step's child exits and the benchmarks start (each pair takes seconds)
+    first = tmp_path / "cnn.onnx.manifest.json"  # the first artifact: the others are being made
+    assert wait_until(first.exists, 300), proc.stderr.read() if proc.poll() is not None else "no artifact"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     printed = json.loads(out)
-    assert printed["stopped_during"].startswith("benchmarking ")
-    assert printed["artifacts"] == ["cnn.onnx", "cnn_int8.onnx", "cnn.tflite", "cnn_int8.tflite"]
-    assert all(r["status"] in ("ok", "error") for r in printed["results"])
+    everything = ["cnn.onnx", "cnn_int8.onnx", "cnn.tflite", "cnn_int8.tflite"]
+    done = printed["artifacts"]
+    assert done and done == everything[:len(done)] and len(done) < len(everything)  # what finished, in order
+    assert printed["stopped_during"].startswith(("converting", "quantizing"))
+    assert printed["results"] == []  # no benchmark had started
     assert err.strip().endswith("Interrupted.")
     assert not (tmp_path / "results.json").exists()
 
