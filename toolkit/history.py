@@ -130,9 +130,9 @@ class History:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
                 self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA foreign_keys = ON")
-                self._migrate()
+                _retry_while_locked(lambda: self.db.execute("PRAGMA journal_mode = WAL"))
+                _retry_while_locked(self._migrate)
         except sqlite3.DatabaseError as e:
             raise HistoryError(f"'{path}' cannot be used as a benchmark history ({e})",
                                "Point --history or TOOLKIT_HISTORY at the file toolkit bench --save writes") from None
@@ -289,6 +289,23 @@ class History:
             sql += " LIMIT ?"
             args.append(limit)
         return [Row(*row) for row in self.db.execute(sql, args)]
+
+
+def _retry_while_locked(step, seconds: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Run `step` again while another process holds the lock it needs. Switching a new file to WAL takes an
+    exclusive lock, and SQLite answers "database is locked" at once instead of waiting for it, so processes that
+    open a new history together need this."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _record_row(run_id: int, position: int, record: Record, sha: str | None) -> tuple:
