@@ -241,6 +241,20 @@ def test_without_evaluations_or_a_sweep_size_vs_latency_and_a_note(history, tmp_
 
 
 # ---------------------------------------------------------------------------------------------- Markdown
+def test_a_fixed_batch_beside_batch_one_is_compared_per_sample():
+    from toolkit.history import Run
+    from toolkit.report import entries, tradeoff_plot
+
+    run = Run(run_id=1, created="2026-12-02T00:00:00+00:00", label=None, command=None, host=None, toolkit=None,
+              environment={}, records=[record("a.onnx", "onnxruntime", 10.0, top1=0.80),
+                                       record("fixed20.onnx", "onnxruntime", 100.0, batch=20, top1=0.85)])
+    plot = tradeoff_plot(entries([run]))
+    # Per call, fixed20 (100 us) would look 10x slower than a.onnx; per sample (5 us) it is faster and more
+    # accurate, so it alone is the front.
+    assert plot.front == ["fixed20.onnx x20"]
+    assert "latency is per sample" in plot.caption
+
+
 def test_markdown_for_a_pull_request(history, tmp_path):
     proc = run_cli("report", "4", "--history", str(history), "--format", "md")
     assert proc.returncode == 0, proc.stderr

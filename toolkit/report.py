@@ -282,7 +282,11 @@ def tradeoff_plot(items: Sequence[Entry]) -> Plot:
             caption += f" {len(items) - len(chosen)} record(s) without a file size are not shown."
     if swept:
         caption += " Of a batch sweep only its smallest batch is shown."
-    xs = [e.record.latency_us["p90"] for e in chosen]
+    per_sample = len({e.record.batch or 1 for e in chosen}) > 1  # a fixed batch of 20 beside batch-1 models
+    xs = [e.record.latency_us["p90"] / ((e.record.batch or 1) if per_sample else 1) for e in chosen]
+    if per_sample:
+        caption += (" The records ran at different batch sizes (a model's fixed batch), so latency is per sample: "
+                    "the p90 of a call divided by its batch.")
     front = pareto_front(list(zip(xs, ys)), higher_y_is_better=higher)
     sizes = [e.record.size_bytes or 0 for e in chosen]
     biggest = max(sizes) or 1
@@ -308,7 +312,7 @@ def tradeoff_plot(items: Sequence[Entry]) -> Plot:
     ax.margins(0.12)
     if xs and min(xs) > 0 and max(xs) / min(xs) > LOG_RATIO:
         ax.set_xscale("log")
-    ax.set_xlabel("p90 latency per call (µs)")
+    ax.set_xlabel("p90 latency per sample (µs): per call / batch" if per_sample else "p90 latency per call (µs)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
