@@ -110,15 +110,37 @@ def test_several_processes_are_pooled_into_one_record(small_cnn):
     assert len(r["block_means_us"]) == 90  # 30 runs each: a block per run (at most 100 blocks a process)
 
 
-@pytest.mark.slow
-def test_a_history_that_cannot_be_written_keeps_the_results(small_cnn, tmp_path):
-    out, junk = tmp_path / "results.json", tmp_path / "junk.sqlite"
+def test_a_history_that_is_not_one_is_refused_before_anything_is_measured(small_cnn, tmp_path):
+    junk = tmp_path / "junk.sqlite"
     junk.write_text("not a database " * 100)
-    proc, (r,) = bench_json(str(small_cnn), "--runs", "10", "--save", "--history", str(junk), "--output", str(out))
-    assert proc.returncode == 2 and "cannot be used as a benchmark history" in proc.stderr
-    assert r["status"] == "ok"  # printed before the error ...
+    proc = run_in_process("bench", str(small_cnn), "--save", "--history", str(junk))
+    assert proc.returncode == 2 and "cannot be used as a benchmark history" in proc.stderr and proc.stdout == ""
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    """A real history that cannot be written once the run is measured: chattr +i (root ignores permissions)."""
+    import subprocess
+
+    from toolkit.history import open_history
+
+    path = tmp_path / "locked.sqlite"
+    open_history(path).close()
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not possible here (needs root and a file system with immutable files)")
+    yield path
+    subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_history_that_cannot_be_written_keeps_the_results(small_cnn, tmp_path, immutable):
     import json
 
+    out = tmp_path / "results.json"
+    proc, (r,) = bench_json(str(small_cnn), "--runs", "10", "--save", "--history", str(immutable), "--output",
+                            str(out))
+    assert proc.returncode == 1 and "could not be saved" in proc.stderr and "results above are complete" in proc.stderr
+    assert r["status"] == "ok"  # printed before the error ...
     written = json.loads(out.read_text())
     assert written["run_id"] is None and written["results"][0]["latency_us"] == r["latency_us"]  # ... and written
 
@@ -134,3 +156,5 @@ def test_a_fixed_batch_runs_at_its_own_batch_offline_and_other_sizes_are_refused
     assert r["cost"]["macs"] == 3_414_528  # per sample: the fixed batch of 20 divided out
     proc, _ = bench_json(str(fixed), "--runs", "10", "--batch", "8")
     assert proc.returncode == 2 and "fixed batch of 20" in proc.stderr and "Use --batch 20" in proc.stderr
+    proc, records = bench_json(str(fixed), "--runs", "10", "--batch", "1,20")  # both mean the file's own batch
+    assert proc.returncode == 0 and [r["batch"] for r in records] == [20]

@@ -196,6 +196,8 @@ def test_history_lists_and_filters_by_model_backend_target_and_date(tmp_path):
                                                                                          "raspberry-pi-4", "1", "ok")
     first = listed[-1]["created"][:19]  # run 1, to the second: a time includes its whole second, either way
     assert len(only("--since", first.replace("T", " "))) == 3 and len(only("--until", first)) >= 2
+    printed = listed[-1]["created"]  # as history prints it, with its UTC offset
+    assert len(only("--since", printed)) == 3 and len(only("--since", printed.replace("+00:00", "Z"))) == 3
     for bad_date in ("yesterday", "2026-13-01", "2026-02-30", "2026-12-02T99:00"):
         bad = run_cli("history", "--history", db_path, "--since", bad_date)
         assert bad.returncode == 2 and "not a date" in bad.stderr, bad_date
@@ -259,6 +261,8 @@ def test_compare_threshold_decides_what_counts(tmp_path):
     assert run_cli("compare", "1", "2", "--history", db_path, "--threshold", "20").returncode == 0
     bad = run_cli("compare", "1", "2", "--history", db_path, "--threshold", "five")
     assert bad.returncode == 2 and "not a percentage" in bad.stderr
+    ambiguous = run_cli("compare", "1", "2", "--history", db_path, "--threshold", "0.05")
+    assert ambiguous.returncode == 2 and "ambiguous" in ambiguous.stderr and "--threshold 5%" in ambiguous.stderr
     for out_of_range in ("-5%", "200%"):
         bad = run_cli("compare", "1", "2", "--history", db_path, "--threshold", out_of_range)
         assert bad.returncode == 2 and "out of range" in bad.stderr and "0% to 100%" in bad.stderr
@@ -286,13 +290,24 @@ def test_compare_two_runs_of_one_model_each_compares_them_and_notes_a_changed_fi
 
 
 def test_compare_markdown_carries_the_notes_for_a_pull_request(tmp_path):
-    db_path = _two_runs(tmp_path, [record(seed=1)], [record(seed=2, slow_share=0.02, batch=8)])
+    db_path = _two_runs(tmp_path, [record(seed=1)], [record(model="/m/cnn_int8.tflite", seed=2, slow_share=0.02)])
     md = run_cli("compare", "1", "2", "--history", db_path, "--format", "markdown")
     assert md.returncode == 1 and md.stderr == ""
-    assert "- cnn.tflite on tflite -> cnn.tflite on tflite x8: different batches (1 and 8)" in md.stdout
+    assert "- cnn.tflite on tflite -> cnn_int8.tflite on tflite: different models (cnn.tflite and" in md.stdout
     assert "typical call is unchanged" in md.stdout
     itself = json.loads(run_cli("compare", "2", "2", "--history", db_path, "--format", "json").stdout)["pairs"][0]
     assert itself["notes"][0].startswith("a run compared with itself") and itself["change"] == 0
+    assert itself["verdict"] == "no change"
+
+
+def test_one_record_each_at_different_batches_is_compared_per_sample(tmp_path):
+    # 30 us for a call of 8 samples against 15 us for 1: per sample 3.75 against 15 us, a 4x improvement.
+    db_path = _two_runs(tmp_path, [record(seed=1)], [record(seed=2, median=30.0, batch=8)])
+    proc = run_cli("compare", "1", "2", "--history", db_path, "--format", "json")
+    (pair,) = json.loads(proc.stdout)["pairs"]
+    assert proc.returncode == 0 and pair["verdict"] == "improvement"
+    assert pair["change"] == pytest.approx(-0.75, abs=0.01)
+    assert "batches 1 and 8: compared per sample" in pair["notes"][0]
 
 
 def test_compare_runs_with_nothing_in_common_is_refused(tmp_path):

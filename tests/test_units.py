@@ -939,3 +939,19 @@ def test_the_quickstart_table_marks_unstable_timings_as_bench_does():
            "p90_us": 40.0, "speedup_vs_fp32": 1.0, "unstable": True}
     assert summary_cells(row)[4] == "20.0 us ~"
     assert summary_cells({**row, "unstable": False})[4] == "20.0 us"
+
+
+def test_the_peak_is_measured_each_time_and_the_weeks_best_for_these_cpus_is_kept(tmp_path):
+    import json
+
+    fresh = protocol.peak_gflops(str(tmp_path), seconds=0.05)
+    assert fresh > 0
+    (key,) = json.loads((tmp_path / "peak_gflops.json").read_text())
+    assert f"cpus {protocol.compact_cpus(sorted(os.sched_getaffinity(0)))}" in key  # one figure per CPU set
+    # A higher figure of this week (a quieter moment) is used: a busy moment's lower reading does not stick.
+    (tmp_path / "peak_gflops.json").write_text(json.dumps({key: {"gflops": 1e6, "at": time.time()}}))
+    assert protocol.peak_gflops(str(tmp_path), seconds=0) == 1e6
+    # A week-old one is not: the fresh measurement replaces it.
+    (tmp_path / "peak_gflops.json").write_text(json.dumps({key: {"gflops": 1e6, "at": time.time() - 8 * 86400}}))
+    assert protocol.peak_gflops(str(tmp_path), seconds=0) < 1e6
+    assert json.loads((tmp_path / "peak_gflops.json").read_text())[key]["gflops"] < 1e6

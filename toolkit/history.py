@@ -134,6 +134,10 @@ class History:
                 _retry_while_locked(lambda: self.db.execute("PRAGMA journal_mode = WAL"))
                 _retry_while_locked(self._migrate)
         except sqlite3.DatabaseError as e:
+            if not readonly and path.is_file() and not os.access(path.parent, os.W_OK | os.X_OK):
+                raise HistoryError(f"the history '{path}' cannot be written: its folder is read-only ({e})",
+                                   "Save to a history in a folder you can write to (--history FILE); reading it "
+                                   "works as it is") from None
             raise HistoryError(f"'{path}' cannot be used as a benchmark history ({e})",
                                "Point --history or TOOLKIT_HISTORY at the file toolkit bench --save writes") from None
         except OSError as e:

@@ -185,51 +185,57 @@ def compact_cpus(cpus: Sequence[int]) -> str:
 
 
 # A short single-precision matrix product: what this machine's BLAS does at best, for the cost model's share of
-# peak. Measured before the runtime is loaded and before pinning (the machine's peak, with no runtime thread
-# spinning beside it), and cached per machine for a day; a later, higher measurement replaces a lower one, so one
-# taken while the machine was busy does not stay.
+# peak. Measured in every measuring process before pinning and before the runtime loads (no runtime thread
+# spinning beside it), briefly; the best figure of the last week for these CPUs is kept beside the caller's
+# other cached files and used when it is higher, so a reading taken while the machine was busy never sticks.
 CALIBRATION_N = 512
-CALIBRATION_TTL_S = 86_400
+CALIBRATION_KEEP_S = 7 * 86_400
 
 
-def peak_gflops(cache_dir: str | None = None, seconds: float = 0.3) -> float | None:
-    """The best GFLOP/s of numpy's float32 matrix product on this machine (all the cores numpy's BLAS uses)."""
+def peak_gflops(cache_dir: str | None = None, seconds: float | None = None) -> float | None:
+    """The best GFLOP/s of numpy's float32 matrix product on the CPUs this process may use: measured now for
+    `seconds` (default $TOOLKIT_BENCH_PEAK_SECONDS, else 0.2), or the week's best for these CPUs if higher."""
     import json
 
-    key = f"{cpu_info()['cpu']}|{os.cpu_count()}|{np.__version__}"
-    path = os.path.join(cache_dir, "peak_gflops.json") if cache_dir else None
-    cached: dict[str, Any] = {}
-    if path:
+    if seconds is None:
         try:
-            with open(path) as f:
-                cached = json.load(f)
-            entry = cached.get(key)
-            if isinstance(entry, dict) and time.time() - entry.get("at", 0) < CALIBRATION_TTL_S:
-                return entry.get("gflops")
-        except (OSError, ValueError, AttributeError):
-            cached = {}
+            seconds = float(os.environ.get("TOOLKIT_BENCH_PEAK_SECONDS", 0.2))
+        except ValueError:
+            seconds = 0.2
+    cpus = compact_cpus(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else str(os.cpu_count())
+    key = f"{cpu_info()['cpu']}|cpus {cpus}|numpy {np.__version__}"
     a = np.random.default_rng(0).random((CALIBRATION_N, CALIBRATION_N), dtype=np.float32)
     flops = 2.0 * CALIBRATION_N ** 3
     best = 0.0
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    end = time.perf_counter() + max(0.0, seconds)
+    while True:  # at least one product
         t = time.perf_counter()
         a @ a
         best = max(best, flops / (time.perf_counter() - t) / 1e9)
+        if time.perf_counter() >= end:
+            break
     best = round(best, 1)
-    if path:
-        previous = cached.get(key) if isinstance(cached.get(key), dict) else {}
-        if time.time() - previous.get("at", 0) < 7 * CALIBRATION_TTL_S:
-            best = max(best, previous.get("gflops") or 0.0)  # the lower one was taken on a busier machine
-        try:
-            os.makedirs(cache_dir, exist_ok=True)
-            cached[key] = {"gflops": best, "at": time.time()}
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(cached, f)
-            os.replace(tmp, path)
-        except OSError:
-            pass
+    if not cache_dir:
+        return best or None
+    path = os.path.join(cache_dir, "peak_gflops.json")
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+        cached = cached if isinstance(cached, dict) else {}
+    except (OSError, ValueError):
+        cached = {}
+    kept = cached.get(key) if isinstance(cached.get(key), dict) else {}
+    if time.time() - kept.get("at", 0) < CALIBRATION_KEEP_S and (kept.get("gflops") or 0) >= best:
+        return kept["gflops"]
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        cached[key] = {"gflops": best, "at": time.time()}
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(cached, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
     return best or None
 
 

@@ -127,26 +127,39 @@ def check_local_cpus(cpus: list[int]) -> None:
 OFFLINE_BATCH = 32
 
 
-def offline_batch(model: str) -> int:
-    """The offline scenario's batch when none is given: 32 where the model's batch dimension is dynamic, else 1,
-    which runs a fixed batch as it is."""
+def fixed_batch(model: str) -> int | None:
+    """The batch a model's file fixes (its first input's first dimension), or None when it is dynamic or unknown."""
     from ..artifact import Artifact
     from ..benchmark.measure import declared_specs
 
     try:
         specs = declared_specs(Artifact.open(model))
     except Exception:  # noqa: BLE001 - the pair's own child says what is wrong with the file
-        return OFFLINE_BATCH
+        return None
     first = specs[0][0] if specs and specs[0] else None
-    return OFFLINE_BATCH if first is None or not first.shape or first.shape[0] is None else 1
+    return first.shape[0] if first is not None and first.shape and first.shape[0] is not None else None
+
+
+def batch_sizes(model: str, batches: list[int], offline_default: bool) -> list[int]:
+    """The batch sizes to measure `model` at: the offline scenario's 32 by default; a fixed batch runs as it is
+    (batch 1 means "as the file says"), so a sweep that names it too measures it once."""
+    fixed = fixed_batch(model)
+    if offline_default:
+        return [1 if fixed else OFFLINE_BATCH]
+    if not fixed:
+        return batches
+    sizes = list(dict.fromkeys(fixed if b == 1 else b for b in batches))
+    return [1 if b == fixed else b for b in sizes]  # the other sizes fail in the child, with the fix
 
 
 def save_run(records, history_path, label):
     """Store the run in the history; its run id."""
+    import shlex
+
     from ..history import model_hashes, open_history
 
     with open_history(history_path) as history:
-        return history.save_run(records, command=" ".join(["toolkit", *sys.argv[1:]]), label=label,
+        return history.save_run(records, command=shlex.join(["toolkit", *sys.argv[1:]]), label=label,
                                 sha256=model_hashes(records))
 
 
@@ -284,6 +297,10 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     if (ssh_config or remote_python) and not target_names:
         raise UsageError("--ssh-config and --remote-python are for benchmarks on a device", "Add --target NAME_OR_URL")
     regs.runners.get(runner or "local")
+    if save:  # a history that cannot be used is refused before anything is measured
+        from ..history import open_history
+
+        open_history(history_path).close()
     pin = parse_cpus(pin_text) if pin_text is not None else None
     if pin and not target_names:
         check_local_cpus(pin)
@@ -303,10 +320,9 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     requests, problems = [], []
     for where in target_templates(template, target_names, ssh_config, remote_python) if target_names else [template]:
         some, bad = plan([str(m) for m in models], list(backends), where, every_capable=all_backends)
-        if scenario == "offline" and not batch_text:
-            requests += [replace(req, batch=offline_batch(req.model)) for req in some]
-        else:
-            requests += [replace(req, batch=size) for req in some for size in batches]
+        offline_default = scenario == "offline" and not batch_text
+        requests += [replace(req, batch=size) for req in some
+                     for size in batch_sizes(req.model, batches, offline_default)]
         problems += bad
     per_backend = split_backend_options(pairs, sorted({req.backend for req in requests})) if pairs else {}
     for name, given in per_backend.items():
@@ -367,7 +383,8 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
         note(r.error, "Skipped")
     if run_id is not None and fmt != "json":
         where_saved = f" --history {history_path}" if history_path and typed("history_path") else ""
-        note(f"saved as run {run_id}; compare it with another: toolkit compare RUN {run_id}{where_saved}")
+        compare = f"; compare it with the one before: toolkit compare latest~1 latest{where_saved}" if run_id > 1 else ""
+        note(f"saved as run {run_id}{compare}")
     for r in failed:
         if r.details:  # --traceback: the child's stack or the crashed runtime's own output
             click.echo(r.details.rstrip(), err=True)

@@ -18,9 +18,12 @@ from .options import stdout_console, traceback_option
 
 def parse_threshold(value: str) -> float:
     """5%, 5 or 2.5% as a fraction (0.05, 0.05, 0.025)."""
-    m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*%?\s*", value)
+    m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(%?)\s*", value)
     if not m:
         raise UsageError(f"--threshold {value} is not a percentage", "Give one like --threshold 5%")
+    if not m.group(2) and 0 < float(m.group(1)) < 1:
+        raise UsageError(f"--threshold {value} is ambiguous: a fraction, or that many percent?",
+                         f"Write it with %: --threshold {float(m.group(1)) * 100:g}% (or {value}% if you mean it)")
     if not 0 <= float(m.group(1)) <= 100:
         raise UsageError(f"--threshold {value} is out of range", "Give a percentage from 0% to 100%, e.g. 5%")
     return float(m.group(1)) / 100.0
@@ -59,12 +62,18 @@ def compare_runs(run_a: Any, run_b: Any, threshold: float) -> dict[str, Any]:
         ra, rb = a[ka], b[kb]
         notes = []
         sa, sb = ra.samples_us or [ra.latency_us["p50"]], rb.samples_us or [rb.latency_us["p50"]]
+        ma, mb = ra.block_means_us or [ra.latency_us["mean"]], rb.block_means_us or [rb.latency_us["mean"]]
         if len(sa) < 10 or len(sb) < 10:
             notes.append("a run kept fewer than 10 samples: the interval is rough")
+        if (ra.batch or 1) != (rb.batch or 1):  # a call of 8 samples against a call of 1: compare per sample
+            sa, ma = [x / (ra.batch or 1) for x in sa], [x / (ra.batch or 1) for x in ma]
+            sb, mb = [x / (rb.batch or 1) for x in sb], [x / (rb.batch or 1) for x in mb]
+            notes.append(f"batches {ra.batch} and {rb.batch}: compared per sample (a call's time over its batch)")
         diff = difference(sa, sb, "median")
-        ma, mb = ra.block_means_us or [ra.latency_us["mean"]], rb.block_means_us or [rb.latency_us["mean"]]
         sustained = difference(ma, mb, "mean")
         verdict = worst(diff.verdict(threshold), sustained.verdict(threshold))
+        if run_a.run_id == run_b.run_id:
+            verdict = "no change"  # the same samples: the interval is only the bootstrap's own spread
         if sustained.verdict(threshold) == "regression" and diff.verdict(threshold) != "regression":
             notes.append(f"the typical call is unchanged ({_pct(diff.change)}) but the sustained time per call "
                          f"rose {_pct(sustained.change)}: something else took the CPU (a busy neighbour, "
@@ -74,11 +83,13 @@ def compare_runs(run_a: Any, run_b: Any, threshold: float) -> dict[str, Any]:
                 notes.append(f"{name} was unstable ({'; '.join(r.stability.get('reasons') or []) or 'too few runs'})")
         if loose is not None:
             for what, x, y in (("models", Path(ra.model).name, Path(rb.model).name), ("backends", ra.backend, rb.backend),
-                               ("batches", ra.batch, rb.batch), ("scenarios", ra.scenario, rb.scenario),
-                               ("threads", ra.threads, rb.threads)):
+                               ("scenarios", ra.scenario, rb.scenario), ("threads", ra.threads, rb.threads)):
                 if x != y:
                     notes.append(f"different {what} ({x} and {y}): the only record of each run, compared as asked")
-        elif run_a.sha256.get(ra.model) and run_b.sha256.get(rb.model) and \
+        if ra.processes != rb.processes:
+            notes.append(f"measured in {ra.processes} and {rb.processes} process(es): the spread between processes "
+                         "is only in the pooled one")
+        if loose is None and run_a.sha256.get(ra.model) and run_b.sha256.get(rb.model) and \
                 run_a.sha256[ra.model] != run_b.sha256[rb.model]:
             notes.append("the model file changed between the runs")
         cpu_a, cpu_b = (ra.environment or {}).get("cpu"), (rb.environment or {}).get("cpu")
@@ -179,10 +190,10 @@ def compare(run_a, run_b, threshold, history_path, fmt) -> None:
 
         buf = io.StringIO()
         fields = ["pair", "p50_a_us", "p50_b_us", "change", "ci_low", "ci_high", "mean_a_us", "mean_b_us",
-                  "mean_change", "mean_ci_low", "mean_ci_high", "verdict"]
+                  "mean_change", "mean_ci_low", "mean_ci_high", "verdict", "notes"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(result["pairs"])
+        writer.writerows([{**p, "notes": "; ".join(_notes(p))} for p in result["pairs"]])
         sys.stdout.write(buf.getvalue())
     elif fmt == "markdown":
         from .render import markdown_table, md_escape

@@ -23,12 +23,17 @@ def _day_or_time(value: str | None, flag: str) -> str | None:
         return None
     from datetime import date, datetime
 
+    from datetime import timezone
+
     text = value.strip()
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             return date.fromisoformat(text).isoformat()
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?", text):
-            return datetime.fromisoformat(text.replace(" ", "T")).isoformat(timespec="seconds")
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?", text):
+            moment = datetime.fromisoformat(text.replace(" ", "T").replace("Z", "+00:00"))
+            if moment.tzinfo is not None:  # as `toolkit history` prints it: with its offset, turned into UTC
+                moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            return moment.isoformat(timespec="seconds")
     except ValueError:
         pass
     raise UsageError(f"{flag} {value} is not a date", f"Give an ISO date in UTC, e.g. {flag} 2026-12-01 or "
