@@ -1,4 +1,4 @@
-"""Built-in plugin: a CPU reference backend in numpy that runs fp32 ONNX graphs (the CNN's operator set)."""
+"""Built-in plugin: a CPU reference backend in numpy that runs fp32 ONNX graphs (CNN, element-wise, normalisation, pad and reduce operators)."""
 
 from toolkit.api import hookimpl
 

@@ -185,10 +185,20 @@ def _limits(node: Any, weight_ranks: dict[str, int], opset: int | None) -> str |
 
 
 def _unsupported(model: Any) -> str | None:
-    """Why the numpy kernels cannot run `model`, or None: missing operators, or uses of them they do not cover."""
-    missing = sorted({n.op_type for n in model.graph.node if n.op_type not in OPS or n.domain not in ("", "ai.onnx")})
+    """Why the numpy kernels cannot run `model`, or None: every operator it does not implement, each with how many
+    nodes use it and their names; else the uses of operators that the kernels do not cover."""
+    missing: dict[str, list[str]] = {}
+    for i, n in enumerate(model.graph.node):
+        if n.op_type not in OPS or n.domain not in ("", "ai.onnx"):
+            op_name = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+            missing.setdefault(op_name, []).append(n.name or f"#{i}")
     if missing:
-        return f"the reference backend has no kernels for {', '.join(missing)}"
+        def listed(names: list[str]) -> str:
+            shown = ", ".join(names[:3]) + (f", ... {len(names) - 3} more" if len(names) > 3 else "")
+            return f"{len(names)} node{'s' if len(names) != 1 else ''}: {shown}"
+
+        return "reference backend does not implement " + "; ".join(f"{op} ({listed(names)})"
+                                                                  for op, names in sorted(missing.items()))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     ranks = {t.name: len(t.dims) for t in model.graph.initializer}
     limits = sorted({why for n in model.graph.node if (why := _limits(n, ranks, opset))})
@@ -200,7 +210,7 @@ class ReferenceBackend(Backend):
     formats = ("onnx",)
     extra = "reference"
     priority = -10  # never the default: it is the slow second opinion
-    description = "ONNX graphs run node by node in numpy (the CNN's operator set)"
+    description = "ONNX graphs run node by node in numpy (CNN, element-wise, normalisation, pad and reduce operators)"
 
     def available(self) -> Availability:
         if importlib.util.find_spec("onnx") is None:

@@ -1,8 +1,11 @@
 """ONNX operators in plain numpy: enough for the CNN family's graphs (as tf2onnx and ONNX Runtime's QDQ
-quantizer write them) and the common glue around them. Each takes (inputs, attributes) and returns outputs."""
+quantizer write them), the common glue around them, and the element-wise, normalisation, padding and reduction
+operators real third-party models bring. Each takes (inputs, attributes) and returns outputs."""
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -269,3 +272,122 @@ def dequantize_linear(inputs, attrs):
     axis = int(attrs.get("axis", 1))
     real = (x.astype(np.int32) - _per_axis(zp, x, axis).astype(np.int32)) * _per_axis(scale, x, axis)
     return [real.astype(scale.dtype)]
+
+
+# ---------------------------------------------------------------------------------------------- element-wise
+def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Op:
+    def run(inputs, attrs):
+        return [np.asarray(fn(inputs[0])).astype(inputs[0].dtype, copy=False)]
+
+    return run
+
+
+OPS["Abs"] = _unary(np.abs)
+OPS["Neg"] = _unary(np.negative)
+OPS["Exp"] = _unary(np.exp)
+OPS["Log"] = _unary(np.log)
+OPS["Sqrt"] = _unary(np.sqrt)
+OPS["Erf"] = _unary(np.frompyfunc(math.erf, 1, 1))  # numpy has no erf; exact, one element at a time
+OPS["Pow"] = _binary(lambda a, b: np.power(a, b).astype(a.dtype, copy=False))
+OPS["Equal"] = _binary(np.equal)
+OPS["Less"] = _binary(np.less)
+OPS["Greater"] = _binary(np.greater)
+
+
+@op("Max")
+def max_(inputs, attrs):
+    return [functools.reduce(np.maximum, inputs)]
+
+
+@op("Min")
+def min_(inputs, attrs):
+    return [functools.reduce(np.minimum, inputs)]
+
+
+@op("Where")
+def where(inputs, attrs):
+    return [np.where(inputs[0], inputs[1], inputs[2])]
+
+
+@op("Clip")
+def clip(inputs, attrs):
+    x = inputs[0]
+    low = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("min")  # opset 11+: inputs
+    high = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("max")
+    if low is not None:
+        x = np.maximum(x, np.asarray(low, dtype=x.dtype))
+    if high is not None:
+        x = np.minimum(x, np.asarray(high, dtype=x.dtype))
+    return [x]
+
+
+@op("LeakyRelu")
+def leaky_relu(inputs, attrs):
+    x = inputs[0]
+    return [np.where(x >= 0, x, x * np.asarray(attrs.get("alpha", 0.01), dtype=x.dtype))]
+
+
+@op("HardSigmoid")
+def hard_sigmoid(inputs, attrs):
+    x = inputs[0]
+    alpha, beta = np.asarray(attrs.get("alpha", 0.2), x.dtype), np.asarray(attrs.get("beta", 0.5), x.dtype)
+    return [np.clip(alpha * x + beta, 0, 1).astype(x.dtype, copy=False)]
+
+
+@op("BatchNormalization")
+def batch_normalization(inputs, attrs):
+    if attrs.get("training_mode"):
+        raise NotImplementedError("BatchNormalization in training mode (it updates running statistics)")
+    x, scale, bias, mean, var = inputs[:5]
+    shape = (1, -1) + (1,) * (x.ndim - 2)  # per channel, the second axis
+    eps = np.asarray(attrs.get("epsilon", 1e-5), x.dtype)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * scale.reshape(shape) + bias.reshape(shape)
+    return [y.astype(x.dtype, copy=False)]
+
+
+@op("Pad")
+def pad(inputs, attrs):
+    x = inputs[0]
+    pads = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("pads")  # opset 11+: an input
+    if pads is None:
+        raise NotImplementedError("Pad without pads")
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    axes = list(range(x.ndim))
+    if len(inputs) > 3 and inputs[3] is not None:
+        axes = [int(a) % x.ndim for a in np.asarray(inputs[3]).reshape(-1)]
+    half = len(pads) // 2
+    widths = [(0, 0)] * x.ndim
+    for i, axis in enumerate(axes[:half]):
+        widths[axis] = (pads[i], pads[i + half])
+    if any(a < 0 or b < 0 for a, b in widths):
+        raise NotImplementedError("Pad with negative pads (cropping)")
+    mode = attrs.get("mode", "constant")
+    if mode == "constant":
+        value = inputs[2] if len(inputs) > 2 and inputs[2] is not None and np.size(inputs[2]) else attrs.get("value", 0)
+        return [np.pad(x, widths, mode="constant", constant_values=np.asarray(value).reshape(-1)[0] if np.size(value)
+                       else 0)]
+    if mode in ("reflect", "edge"):
+        return [np.pad(x, widths, mode=mode)]
+    raise NotImplementedError(f"Pad mode {mode}")
+
+
+def _reduce(fn: Callable[..., np.ndarray]) -> Op:
+    def run(inputs, attrs):
+        x = inputs[0]
+        axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")  # opset 18: an input
+        keepdims = bool(attrs.get("keepdims", 1))
+        if axes is None or np.size(axes) == 0:
+            if attrs.get("noop_with_empty_axes"):
+                return [x]
+            axes = None
+        else:
+            axes = tuple(int(a) for a in np.asarray(axes).reshape(-1))
+        return [np.asarray(fn(x, axis=axes, keepdims=keepdims)).astype(x.dtype, copy=False)]
+
+    return run
+
+
+OPS["ReduceMax"] = _reduce(np.max)
+OPS["ReduceMin"] = _reduce(np.min)
+OPS["ReduceSum"] = _reduce(np.sum)
+OPS["ReduceMean"] = _reduce(np.mean)
