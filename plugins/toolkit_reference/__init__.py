@@ -1,4 +1,4 @@
-"""Built-in plugin: a CPU reference backend in numpy that runs fp32 ONNX graphs (CNN, element-wise, normalisation, pad and reduce operators)."""
+"""Built-in plugin: a CPU reference backend in numpy that runs fp32 ONNX graphs (CNN, element-wise, normalisation, pad, reduce and transformer operators)."""
 
 from toolkit.api import hookimpl
 

@@ -210,7 +210,7 @@ class ReferenceBackend(Backend):
     formats = ("onnx",)
     extra = "reference"
     priority = -10  # never the default: it is the slow second opinion
-    description = "ONNX graphs run node by node in numpy (CNN, element-wise, normalisation, pad and reduce operators)"
+    description = "ONNX graphs run node by node in numpy (CNN, element-wise, normalisation, pad, reduce and transformer operators)"
 
     def available(self) -> Availability:
         if importlib.util.find_spec("onnx") is None:

@@ -391,3 +391,39 @@ OPS["ReduceMax"] = _reduce(np.max)
 OPS["ReduceMin"] = _reduce(np.min)
 OPS["ReduceSum"] = _reduce(np.sum)
 OPS["ReduceMean"] = _reduce(np.mean)
+
+
+# ---------------------------------------------------------------------------------------------- the transformer's
+@op("LayerNormalization")
+def layer_normalization(inputs, attrs):
+    x, scale = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    axes = tuple(range(int(attrs.get("axis", -1)) % x.ndim, x.ndim))  # from `axis` to the last
+    xf = x.astype(np.float32)  # stash_type 1: the statistics in float32
+    mean = xf.mean(axis=axes, keepdims=True)
+    inv_std = 1.0 / np.sqrt(((xf - mean) ** 2).mean(axis=axes, keepdims=True) + float(attrs.get("epsilon", 1e-5)))
+    y = (xf - mean) * inv_std * scale
+    if bias is not None:
+        y = y + bias
+    return [y.astype(x.dtype, copy=False), mean, inv_std]  # Y, and the optional Mean and InvStdDev
+
+
+@op("Gelu")
+def gelu(inputs, attrs):
+    x = inputs[0]
+    if attrs.get("approximate", "none") == "tanh":
+        y = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    else:
+        y = 0.5 * x * (1 + OPS["Erf"]([x / np.sqrt(2).astype(x.dtype)], {})[0])
+    return [np.asarray(y).astype(x.dtype, copy=False)]
+
+
+@op("Expand")
+def expand(inputs, attrs):
+    x, shape = inputs[0], tuple(int(d) for d in np.asarray(inputs[1]).reshape(-1))
+    return [np.array(np.broadcast_to(x, np.broadcast_shapes(x.shape, shape)))]
+
+
+@op("Tile")
+def tile(inputs, attrs):
+    return [np.tile(inputs[0], [int(r) for r in np.asarray(inputs[1]).reshape(-1)])]
