@@ -129,7 +129,6 @@ class History:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 self.db.execute("PRAGMA foreign_keys = ON")
                 _retry_while_locked(lambda: self.db.execute("PRAGMA journal_mode = WAL"))
                 _retry_while_locked(self._migrate)

@@ -34,11 +34,9 @@ def pool(parts: Sequence[BenchRecord]) -> BenchRecord:
     share = max(1, protocol.SAMPLES_KEPT // len(parts))  # each process keeps an equal, evenly spaced share
     samples = [x for p in parts for x in p.samples_us[::max(1, -(-len(p.samples_us) // share))]]
     us = np.asarray(samples, dtype=np.float64)
-    p50, p90, p99 = np.percentile(us, [50, 90, 99])
-    latency = {"p50": round(float(p50), 3), "p90": round(float(p90), 3), "p99": round(float(p99), 3),
-               "mean": round(mean, 3), "std": round(std, 3),
-               "min": min(p.latency_us["min"] for p in parts), "max": max(p.latency_us["max"] for p in parts),
-               "mad": round(float(np.median(np.abs(us - p50))), 3)}
+    # Percentiles and MAD from the pooled samples; the moments and extremes exactly, from every run.
+    latency = {**protocol.latency_summary(us * 1000.0), "mean": round(mean, 3), "std": round(std, 3),
+               "min": min(p.latency_us["min"] for p in parts), "max": max(p.latency_us["max"] for p in parts)}
     windows = [w for p in parts for w in p.stability.get("windows_p50_us", [])]
     stability = protocol.judge(us, windows, int(total), mean, std)
     stability["processes_p50_us"] = [p.latency_us["p50"] for p in parts]

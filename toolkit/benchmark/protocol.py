@@ -157,18 +157,22 @@ def summarise(first_ns: int, times_ns: Sequence[int], batch: int, windows: int =
     }
 
 
-def pin_to(cpus: Sequence[int] | None) -> None:
-    """Run this process (and the threads it starts from now on) on `cpus` only."""
-    if not cpus:
-        return
+def check_cpus(cpus: Sequence[int]) -> None:
+    """Raise ProtocolError unless this process may run on every one of `cpus`."""
     if not hasattr(os, "sched_setaffinity"):
         raise ProtocolError("pinning to CPUs needs Linux (sched_setaffinity)")
     allowed = sorted(os.sched_getaffinity(0))
     bad = [c for c in cpus if c not in allowed]
     if bad:
-        raise ProtocolError(f"--pin {','.join(map(str, cpus))}: CPU {','.join(map(str, bad))} is not available "
+        raise ProtocolError(f"--pin {','.join(map(str, cpus))}: CPU {compact_cpus(bad)} is not available "
                             f"here (this process may use {compact_cpus(allowed)})")
-    os.sched_setaffinity(0, set(cpus))
+
+
+def pin_to(cpus: Sequence[int] | None) -> None:
+    """Run this process (and the threads it starts from now on) on `cpus` only."""
+    if cpus:
+        check_cpus(cpus)
+        os.sched_setaffinity(0, set(cpus))
 
 
 def compact_cpus(cpus: Sequence[int]) -> str:

@@ -112,18 +112,6 @@ def parse_cpus(value: str) -> list[int]:
     return sorted(set(cpus))
 
 
-def check_local_cpus(cpus: list[int]) -> None:
-    import os
-
-    from ..benchmark.protocol import compact_cpus
-
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    bad = [c for c in cpus if c not in allowed]
-    if bad:
-        raise UsageError(f"--pin: CPU {compact_cpus(bad)} is not available here (this machine lets the toolkit "
-                         f"use {compact_cpus(allowed) or 'none'})", "Pick CPUs from that list")
-
-
 OFFLINE_BATCH = 32
 
 
@@ -302,8 +290,13 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
 
         open_history(history_path).close()
     pin = parse_cpus(pin_text) if pin_text is not None else None
-    if pin and not target_names:
-        check_local_cpus(pin)
+    if pin and not target_names:  # a device's CPUs are checked on the device
+        from ..benchmark.protocol import ProtocolError, check_cpus
+
+        try:
+            check_cpus(pin)
+        except ProtocolError as e:
+            raise UsageError(str(e), "Pick CPUs from that list") from None
     if pin and threads is None:
         # One runtime thread per pinned CPU. Left to itself, ONNX Runtime starts a thread per core of the machine
         # and sets each one's affinity itself, so a worker would run outside the pinned CPUs.
@@ -321,8 +314,8 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
     for where in target_templates(template, target_names, ssh_config, remote_python) if target_names else [template]:
         some, bad = plan([str(m) for m in models], list(backends), where, every_capable=all_backends)
         offline_default = scenario == "offline" and not batch_text
-        requests += [replace(req, batch=size) for req in some
-                     for size in batch_sizes(req.model, batches, offline_default)]
+        sizes = {m: batch_sizes(m, batches, offline_default) for m in dict.fromkeys(req.model for req in some)}
+        requests += [replace(req, batch=size) for req in some for size in sizes[req.model]]
         problems += bad
     per_backend = split_backend_options(pairs, sorted({req.backend for req in requests})) if pairs else {}
     for name, given in per_backend.items():

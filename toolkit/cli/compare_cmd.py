@@ -49,6 +49,7 @@ def describe_key(key: tuple) -> str:
 
 def compare_runs(run_a: Any, run_b: Any, threshold: float) -> dict[str, Any]:
     """Every pair of records measured in both runs, with its statistics and verdict; the unmatched ones listed."""
+    from ..metrics import headline
     from ..stats import difference, worst
 
     a = {pair_key(r): r for r in run_a.ok()}
@@ -96,8 +97,6 @@ def compare_runs(run_a: Any, run_b: Any, threshold: float) -> dict[str, Any]:
         if cpu_a != cpu_b:
             notes.append(f"measured on different CPUs ({cpu_a} and {cpu_b})")
         acc = None
-        from ..metrics import headline
-
         ha, hb = headline(ra.task, ra.evaluation), headline(rb.task, rb.evaluation)
         if ha and hb and ha[0] == hb[0]:
             acc = {"metric": ha[0], "a": ha[1], "b": hb[1], "change": hb[1] - ha[1]}
