@@ -1,19 +1,24 @@
-"""The reference backend: runs an ONNX graph node by node with the numpy operators in ops.py.
+"""The reference backend: ONNX graphs in numpy, a second opinion on what a model computes on any machine with
+numpy and onnx.
 
-Slow but obvious: a second opinion on what a model computes, on any machine with numpy and onnx. --threads
-limits the BLAS thread pool numpy's matrix products use (through threadpoolctl, when installed).
+A graph is compiled once at load (compile.py: packed, fused kernels from kernels.py for the work, the readable
+kernels of ops.py for everything else); trace() runs it node by node with the readable kernels and returns
+every value. --threads limits the BLAS thread pool numpy's matrix products use (through threadpoolctl).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, Session, TensorSpec,
                          UsageError, first_line, library_versions, model_format)
 
+from .compile import from_onnx
+from .kernels import KernelError
 from .ops import OPS
 
 
@@ -118,15 +123,11 @@ def _check_wiring(model: Any, inputs: list[TensorSpec]) -> None:
 
 class ReferenceSession(Session):
     def __init__(self, model: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int | None):
-        import onnx
-        from onnx import numpy_helper
-
-        graph = model.graph
         try:
-            self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-            self.nodes = [(n.op_type, list(n.input), list(n.output),
-                           {a.name: _attr(onnx.helper.get_attribute_value(a)) for a in n.attribute})
-                          for n in graph.node]
+            self.program = from_onnx(model.graph, [s.name for s in inputs], [s.name for s in outputs])
+        except KernelError as e:  # a constant sub-graph the kernels refuse, found while folding it
+            raise UsageError(f"the reference backend has no kernel for this use of {e.op_type}: {e.reason}",
+                             "Use the onnxruntime backend for this model") from None
         except Exception as e:  # a tensor whose bytes do not fit its shape, an unknown attribute type
             raise ModelFileError(f"the graph's weights or attributes are malformed ({type(e).__name__})",
                                  "Re-export the model") from None
@@ -138,30 +139,38 @@ class ReferenceSession(Session):
             self._limits = threadpool_limits(limits=threads)  # held for the session's lifetime
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values: dict[str, Any] = dict(self.constants)
-        values.update(inputs)
-        values[""] = None  # an omitted optional input
-        for op_type, ins, outs, attrs in self.nodes:
-            try:
-                results = OPS[op_type]([values[i] for i in ins], attrs)
-            except NotImplementedError as e:  # a use of the operator the kernel does not cover: never a guess
-                raise UsageError(f"the reference backend has no kernel for this use of {op_type}: {e}",
-                                 "Use the onnxruntime backend for this model") from None
-            values.update(zip(outs, results))
-        return {s.name: values[s.name] for s in self.output_specs}
+        feeds = [inputs[s.name] for s in self.input_specs]
+        try:
+            results = self.program.run(feeds)
+        except KernelError as e:  # a use of the operator the kernel does not cover: never a guess
+            raise UsageError(f"the reference backend has no kernel for this use of {e.op_type}: {e.reason}",
+                             "Use the onnxruntime backend for this model") from None
+        return {s.name: r for s, r in zip(self.output_specs, results)}
+
+    def bench_callable(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        feeds = [inputs[s.name] for s in self.input_specs]
+        return functools.partial(self.program.run, feeds)
+
+    def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return self.program.trace({s.name: inputs[s.name] for s in self.input_specs})
+        except KernelError as e:
+            raise UsageError(f"the reference backend has no kernel for this use of {e.op_type}: {e.reason}",
+                             "Use the onnxruntime backend for this model") from None
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": "numpy", "numpy": np.__version__, "blas_threads_limited": self._limits is not None}
+        return {"runtime": "numpy", "numpy": np.__version__, "blas_threads_limited": self._limits is not None,
+                "blas": blas_info()}
 
 
-def _attr(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if hasattr(value, "dims") and hasattr(value, "data_type"):  # a TensorProto (Constant's value)
-        from onnx import numpy_helper
+def blas_info() -> list[dict[str, Any]]:
+    """Which BLAS numpy's matrix products call, and its kernel and threads (threadpoolctl), when known."""
+    if importlib.util.find_spec("threadpoolctl") is None:
+        return []
+    from threadpoolctl import threadpool_info
 
-        return numpy_helper.to_array(value)
-    return value
+    keys = ("internal_api", "version", "architecture", "num_threads")
+    return [{k: i.get(k) for k in keys} for i in threadpool_info() if i.get("user_api") == "blas"]
 
 
 SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
@@ -184,11 +193,20 @@ def _limits(node: Any, weight_ranks: dict[str, int], opset: int | None) -> str |
     return None
 
 
+def _all_nodes(graph: Any) -> Any:
+    """The graph's nodes, each followed by those of its subgraphs (If branches, Loop bodies)."""
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _all_nodes(sub)
+
+
 def _unsupported(model: Any) -> str | None:
     """Why the numpy kernels cannot run `model`, or None: every operator it does not implement, each with how many
     nodes use it and their names; else the uses of operators that the kernels do not cover."""
     missing: dict[str, list[str]] = {}
-    for i, n in enumerate(model.graph.node):
+    for i, n in enumerate(_all_nodes(model.graph)):
         if n.op_type not in OPS or n.domain not in ("", "ai.onnx"):
             op_name = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
             missing.setdefault(op_name, []).append(n.name or f"#{i}")
@@ -201,7 +219,7 @@ def _unsupported(model: Any) -> str | None:
                                                                   for op, names in sorted(missing.items()))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     ranks = {t.name: len(t.dims) for t in model.graph.initializer}
-    limits = sorted({why for n in model.graph.node if (why := _limits(n, ranks, opset))})
+    limits = sorted({why for n in _all_nodes(model.graph) if (why := _limits(n, ranks, opset))})
     return f"the reference backend has no kernels for {', '.join(limits)}" if limits else None
 
 
@@ -210,7 +228,7 @@ class ReferenceBackend(Backend):
     formats = ("onnx",)
     extra = "reference"
     priority = -10  # never the default: it is the slow second opinion
-    description = "ONNX graphs run node by node in numpy (CNN, element-wise, normalisation, pad, reduce and transformer operators)"
+    description = "ONNX graphs compiled to numpy kernels (CNN, element-wise, normalisation, pad, reduce, transformer and control-flow operators)"
 
     def available(self) -> Availability:
         if importlib.util.find_spec("onnx") is None:
