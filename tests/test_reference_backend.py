@@ -34,6 +34,12 @@ CASES = [
     "test_layer_normalization_2d_axis0", "test_layer_normalization_2d_axis_negative_2",
     "test_layer_normalization_4d_axis1", "test_layer_normalization_4d_axis_negative_1", "test_gelu_default_1",
     "test_gelu_default_2", "test_gelu_tanh_1", "test_gelu_tanh_2", "test_expand_dim_changed", "test_tile",
+    # The recurrent family's: every LSTM, GRU and RNN case ONNX ships.
+    "test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_with_peepholes", "test_lstm_batchwise",
+    "test_lstm_reverse", "test_lstm_bidirectional", "test_gru_defaults", "test_gru_with_initial_bias",
+    "test_gru_seq_length", "test_gru_batchwise", "test_gru_reverse", "test_gru_bidirectional",
+    "test_simple_rnn_defaults", "test_simple_rnn_with_initial_bias", "test_rnn_seq_length", "test_simple_rnn_batchwise",
+    "test_simple_rnn_reverse", "test_simple_rnn_bidirectional",
 ]
 
 

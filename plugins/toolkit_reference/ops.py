@@ -427,3 +427,5 @@ def expand(inputs, attrs):
 @op("Tile")
 def tile(inputs, attrs):
     return [np.tile(inputs[0], [int(r) for r in np.asarray(inputs[1]).reshape(-1)])]
+
+from . import recurrent
