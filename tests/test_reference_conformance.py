@@ -5,6 +5,7 @@ GRU, RNN) on what ONNX's cases leave out, against ONNX Runtime."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 def _load_generator():
     spec = importlib.util.spec_from_file_location("gen_conformance", DOCS / "gen_conformance.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass resolves annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
