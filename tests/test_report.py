@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import struct
-import subprocess
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from browser import needs_chromium, open_in_chromium  # tests/support
 from toolkit.benchmark.protocol import summarise
 from toolkit.cli import cli
 from toolkit.history import open_history
@@ -30,9 +29,6 @@ from toolkit.report import NO_SWEEP_NOTE, pareto_front
 EVIL = "<script>alert('$1')<script><img src=x onerror=console.error(1)>.onnx"  # no '/': it is a file name
 HOST_ENV = {"cpu": "AMD EPYC 7B13 64-Core Processor", "arch": "x86_64", "cores": 2, "toolkit": "0.2.0"}
 PI_ENV = {"cpu": "Cortex-A72", "arch": "aarch64", "cores": 4, "toolkit": "0.2.0"}
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium, chromium-browser or google-chrome on PATH: "
-                                                             "install Debian's chromium (.ci/run does in CI)")
 
 
 def record(model: str, backend: str, p50_us: float, *, batch: int = 1, top1: float | None = None,
@@ -310,49 +306,6 @@ def test_a_missing_history_is_refused_and_not_created(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- in a browser
-WRAPPER = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pending</title></head>
-<body>
-<iframe id="report" src="REPORT" width="1200" height="900"></iframe>
-<script>
-document.getElementById("report").addEventListener("load", function () {
-  var result;
-  try {
-    var imgs = Array.prototype.slice.call(this.contentDocument.querySelectorAll("img.plot"));
-    var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0 && i.naturalHeight > 0; });
-    result = "plots-ok " + ok.length + "/" + imgs.length + " " + imgs.map(function (i) {
-      return i.getAttribute("data-plot") + "=" + i.naturalWidth + "x" + i.naturalHeight; }).join(",");
-  } catch (e) {
-    result = "check-failed " + e;
-  }
-  document.title = result;
-});
-</script>
-</body></html>
-"""
-
-
-def open_in_chromium(report: Path, tmp_path: Path) -> tuple[str, list[str]]:
-    """Load `report` in an iframe of a wrapper page in headless Chromium: the wrapper's verdict on the plots
-    (its title once the iframe has loaded) and the console messages Chromium logged from any page."""
-    wrapper = tmp_path / "wrapper.html"
-    wrapper.write_text(WRAPPER.replace("REPORT", report.resolve().as_uri()), encoding="utf-8")
-    # --allow-file-access-from-files: without it a file: page cannot read its file: iframe's document.
-    # --no-sandbox: Chromium's sandbox refuses to run as root (CI containers).
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
-           "--enable-logging=stderr", "--v=0", "--dump-dom", wrapper.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    title = re.search(r"<title>(.*?)</title>", proc.stdout, re.S)
-    assert title, proc.stdout[-2000:]
-    # Chromium logs each console message of a page (log, warning, error, an uncaught exception) as one line:
-    # [pid:tid:time:INFO:CONSOLE:7] "message", source: file:///.../page.html (7). Its own noise (dbus, GPU) is
-    # logged from other files and is left aside.
-    console = [line for line in proc.stderr.splitlines() if re.search(r":CONSOLE[:(]\d*", line)]
-    return title.group(1), console
-
-
 @pytest.mark.slow
 @needs_chromium
 def test_every_plot_renders_in_chromium_and_the_console_stays_empty(report, tmp_path):
