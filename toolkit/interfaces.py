@@ -270,6 +270,18 @@ class Session(ABC):
         """What actually runs: delegate or execution providers, and any fallback that happened."""
         return {}
 
+    def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once on named inputs (as for run()) and return every intermediate tensor the runtime can expose,
+        keyed by the model file's own tensor name, in execution order, the outputs included. Quantized tensors
+        come back dequantized to float32 with their own scale and zero point (per channel too), so that the
+        traces of an fp32 and an int8 model compare directly; other integer tensors (shapes, indices) as they
+        are. For `toolkit diff`; never called while benchmarking, so it may build a second, slower runtime
+        session of its own. The default refuses: override it where the runtime can do it."""
+        from .errors import UsageError
+
+        raise UsageError(f"{type(self).__name__} cannot give per-layer tensors (it does not implement "
+                         "Session.trace)", "Use a backend that can, e.g. --backend onnxruntime or tflite")
+
 
 class Backend(Pluggable):
     """A runtime that loads models of some formats and runs them."""

@@ -9,10 +9,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, PluginOption, Session,
-                         TensorSpec, UsageError, library_versions, read_specs)
+from toolkit.api import (Artifact, Availability, Backend, BackendOptions, MissingRuntimeError, ModelFileError,
+                         PluginOption, Session, TensorSpec, UsageError, dequantize, first_line, library_versions,
+                         read_specs)
 
 from . import device
+
+# Where a quantized operator takes its output's scale and zero point (input positions), for QOperator graphs.
+_OUTPUT_QUANTIZATION = {"QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QGemm": (6, 7),
+                        "QLinearAdd": (6, 7), "QLinearMul": (6, 7), "QLinearAveragePool": (3, 4),
+                        "QLinearGlobalAveragePool": (3, 4), "QLinearLeakyRelu": (3, 4), "QLinearSigmoid": (3, 4),
+                        "QLinearSoftmax": (3, 4), "QLinearConcat": (0, 1)}
+# Operators whose integer output keeps the scale and zero point of their first input.
+_SAME_QUANTIZATION = {"MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Gather",
+                      "Identity", "Resize", "Split", "DepthToSpace", "SpaceToDepth", "Pad"}
+
 
 def _with_quantization(specs: list[TensorSpec], artifact: Artifact, inputs: bool) -> list[TensorSpec]:
     """ONNX Runtime does not say what an integer input or output means; the graph does (its edge Quantize/
@@ -35,6 +46,7 @@ class OrtSession(Session):
 
     def __init__(self, session: device.DeviceSession, artifact: Artifact):
         self.device = session
+        self._tracer: _Tracer | None = None
         self.input_specs = _with_quantization([TensorSpec.from_dict(d) for d in session.input_specs], artifact, True)
         self.output_specs = _with_quantization([TensorSpec.from_dict(d) for d in session.output_specs], artifact,
                                                False)
@@ -47,6 +59,16 @@ class OrtSession(Session):
 
     def describe(self) -> dict[str, Any]:
         return self.device.describe()
+
+    def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every value the graph computes from its inputs, from a second session made on the first call over a
+        copy of the graph whose intermediate values are graph outputs (the benchmarked session is never
+        touched). In a QDQ graph the DequantizeLinear outputs are the real values each layer hands on; integer
+        tensors are dequantized with the scale and zero point their operator declares."""
+        if self._tracer is None:
+            d = self.device
+            self._tracer = _Tracer(d._path, d._threads, d._options, d._providers)  # noqa: SLF001 - same plugin
+        return self._tracer.run(inputs)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -82,3 +104,81 @@ class OnnxRuntimeBackend(Backend):
         except device.LoadError as e:  # a file ORT refuses, or an input type nothing can feed
             raise (ModelFileError if e.kind == "model" else UsageError)(str(e), e.hint) from None
         return OrtSession(session, artifact)
+
+
+class _Tracer:
+    """A session over the model with every computed value as an output, and how to read its integer ones."""
+
+    def __init__(self, path: str | None, threads: int | None, options: dict[str, Any], providers: list[Any]):
+        try:
+            import onnx
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingRuntimeError("the onnx package (ONNX Runtime's per-layer tensors need it)", "onnx") from None
+        if not path:
+            raise UsageError("this session has no model file to trace", "Load the model from a file")
+        model = onnx.load(path)
+        graph = model.graph
+        self.constants = {t.name: t for t in graph.initializer}
+        fixed = set(self.constants) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        self.names: list[str] = []  # in execution (topological) order
+        self.quantization: dict[str, tuple[str, str, int | None]] = {}  # tensor -> (scale, zero point, axis)
+        for node in graph.node:
+            if all(i in fixed for i in node.input if i):  # weights and what is folded from them: no activation
+                fixed.update(node.output)
+                continue
+            self.names.extend(o for o in node.output if o)
+            self._note_quantization(node)
+        declared = {o.name for o in graph.output}
+        graph.output.extend(onnx.ValueInfoProto(name=n) for n in self.names if n not in declared)
+        try:
+            self.session = ort.InferenceSession(model.SerializeToString(),
+                                                sess_options=device.session_options(ort, threads, options),
+                                                providers=providers)
+        except Exception as e:  # noqa: BLE001 - ORT's own error types
+            raise UsageError(f"onnxruntime cannot expose the intermediate tensors of '{path}': {first_line(e)}",
+                             "Use another --backend to trace it") from None
+        tensors = {o.name for o in self.session.get_outputs() if o.type.startswith("tensor(")}
+        self.names = [n for n in self.names if n in tensors]
+
+    def _note_quantization(self, node: Any) -> None:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        if node.op_type in _OUTPUT_QUANTIZATION:
+            scale, zero = _OUTPUT_QUANTIZATION[node.op_type]
+            inputs = list(node.input) + [""] * 8
+            self.quantization[node.output[0]] = (inputs[scale], inputs[zero],
+                                                 axis if node.op_type == "QuantizeLinear" else None)
+        elif node.op_type == "DynamicQuantizeLinear":
+            self.quantization[node.output[0]] = (node.output[1], node.output[2], None)
+        elif node.op_type in _SAME_QUANTIZATION and node.input and node.input[0] in self.quantization:
+            for out in node.output:
+                self.quantization[out] = self.quantization[node.input[0]]
+
+    def _value(self, name: str, got: dict[str, np.ndarray]) -> np.ndarray | None:
+        if not name:
+            return None
+        if name in got:
+            return got[name]
+        if name in self.constants:
+            from onnx import numpy_helper
+
+            return numpy_helper.to_array(self.constants[name])
+        return None
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            got = dict(zip(self.names, self.session.run(self.names, inputs)))
+        except Exception as e:  # noqa: BLE001 - ORT's own error types
+            raise UsageError(f"onnxruntime cannot trace the model on these inputs: {first_line(e)}",
+                             "Check the inputs against the model's") from None
+        out: dict[str, np.ndarray] = {}
+        for name in self.names:
+            value = got[name]
+            if name in self.quantization and not np.issubdtype(value.dtype, np.floating):
+                scale_name, zero_name, axis = self.quantization[name]
+                scale, zero = self._value(scale_name, got), self._value(zero_name, got)
+                if scale is None:
+                    continue  # an integer tensor whose meaning the graph does not say: nothing to compare
+                value = dequantize(value, scale, zero if zero is not None else [0], axis if axis is not None else 1)
+            out[name] = value
+        return out

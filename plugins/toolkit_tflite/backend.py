@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import warnings
 import math
 from typing import Any, Callable
 
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, MissingRuntimeError, ModelFileError,
-                         PluginOption, Session, TensorSpec, UsageError, first_line, library_versions)
+                         PluginOption, Session, TensorSpec, UsageError, dequantize, first_line, library_versions)
 
 from . import device
 
@@ -31,11 +32,33 @@ class TFLiteSession(Session):
     """The device module's session (device.py, the code that also runs on devices), with the toolkit's specs and
     errors."""
 
-    def __init__(self, session: device.DeviceSession):
+    def __init__(self, session: device.DeviceSession, make_tracer: Callable[[bool], Any] | None = None,
+                 xnnpack: bool = True):
         self.device = session
         self.interpreter, self.runtime = session.interpreter, session.runtime
         self.input_specs = [TensorSpec.from_dict(d) for d in session.input_specs]
         self.output_specs = [TensorSpec.from_dict(d) for d in session.output_specs]
+        self._make_tracer, self._xnnpack = make_tracer, xnnpack  # (xnnpack) -> an interpreter keeping every tensor
+        self._tracer: Any = None
+
+    def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every operator's outputs, from a second interpreter made on the first call with
+        experimental_preserve_all_tensors (the benchmarked one is never touched); integer tensors dequantized with
+        their own scales and zero points, per channel too."""
+        if self._make_tracer is None:
+            return super().trace(inputs)
+        if self._tracer is None:
+            self._tracer = _tracing_interpreter(self._make_tracer, self._xnnpack)
+        interpreter = self._tracer
+        try:
+            device.resize_inputs(interpreter, {k: tuple(v.shape) for k, v in inputs.items()})
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], inputs[detail["name"]])
+            interpreter.invoke()
+        except (ValueError, RuntimeError) as e:
+            raise UsageError(f"{self.runtime} cannot trace the model on these inputs: {first_line(e)}",
+                             "Check the inputs against the model's") from None
+        return _all_tensors(interpreter)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.device.run(inputs)
@@ -87,7 +110,16 @@ class TFLiteBackend(Backend):
         except device.LoadError as e:
             raise ModelFileError(str(e), e.hint) from None
         delegate = device.delegate_name(use_xnnpack, artifact.precision)
-        return TFLiteSession(device.DeviceSession(interpreter, runtime, delegate))
+
+        def make_tracer(xnnpack: bool) -> Any:
+            kwargs: dict[str, Any] = {"num_threads": options.threads, "experimental_preserve_all_tensors": True}
+            if not xnnpack and hasattr(module, "OpResolverType"):
+                kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            tracer = module.Interpreter(model_content=artifact.path.read_bytes(), **kwargs)
+            tracer.allocate_tensors()
+            return tracer
+
+        return TFLiteSession(device.DeviceSession(interpreter, runtime, delegate), make_tracer, use_xnnpack)
 
     def inspect(self, artifact: Artifact) -> dict[str, Any]:
         """Operators, weights and multiply-accumulates as LiteRT reads the file, and which operators the XNNPACK
@@ -109,6 +141,44 @@ class TFLiteBackend(Backend):
             "delegated": count(op for op in model if op["index"] in delegated),
             "not_delegated": count(op for op in model if op["index"] not in delegated),
         }
+
+
+def _tracing_interpreter(make: Callable[[bool], Any], xnnpack: bool) -> Any:
+    """An interpreter that keeps every tensor, on the session's kernels (XNNPACK takes each operator as a node of
+    its own then), unless a delegate took several operators as one node: their tensors in between are never
+    written, so the trace is then made on LiteRT's own kernels."""
+    with warnings.catch_warnings():  # LiteRT warns that preserving every tensor is for debugging: it is
+        warnings.simplefilter("ignore")
+        interpreter = make(xnnpack)
+        ops = interpreter._get_ops_details()  # noqa: SLF001 - LiteRT has no public per-node API
+        model = [op for op in ops if op["op_name"] != "DELEGATE"]
+        nodes = sum(op["op_name"] == "DELEGATE" for op in ops)
+        if xnnpack and len(_delegated(ops, model)) > nodes:
+            interpreter = make(False)
+    return interpreter
+
+
+def _all_tensors(interpreter: Any) -> dict[str, np.ndarray]:
+    """Every operator's outputs in execution order, by tensor name, integer ones with quantization parameters
+    as real numbers."""
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    out: dict[str, np.ndarray] = {}
+    for op in interpreter._get_ops_details():  # noqa: SLF001 - in execution order
+        if op["op_name"] == "DELEGATE":
+            continue
+        for index in op["outputs"]:
+            detail = details.get(int(index))
+            if detail is None or detail["name"] in out:
+                continue
+            try:
+                value = np.array(interpreter.get_tensor(int(index)))
+            except ValueError:  # a tensor the runtime freed or never filled
+                continue
+            qp = detail.get("quantization_parameters") or {}
+            if len(qp.get("scales", ())) and not np.issubdtype(value.dtype, np.floating):
+                value = dequantize(value, qp["scales"], qp["zero_points"], int(qp.get("quantized_dimension", 0)))
+            out[detail["name"]] = value
+    return out
 
 
 def _delegated(ops: list[dict[str, Any]], model: list[dict[str, Any]]) -> set[int]:
