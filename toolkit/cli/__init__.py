@@ -27,6 +27,7 @@ BUILTIN_COMMANDS = {
     "compare": ("toolkit.cli.compare_cmd", "compare", "Compare two saved runs: a verdict per pair; exit 1 on a regression."),
     "report": ("toolkit.cli.report_cmd", "report", "An HTML report with plots (or Markdown) of saved runs."),
     "inspect": ("toolkit.cli.inspect_cmd", "inspect", "Show a model's tensors, operators, weights, MACs and manifest."),
+    "diff": ("toolkit.cli.diff_cmd", "diff", "Per-layer error of B against A (fp32 vs int8, or two backends), worst first."),
     "targets": ("toolkit.cli.targets_cmd", "targets", "Device profiles, and checks of a model against them."),
     "explain": ("toolkit.cli.explain_cmd", "explain", "Saliency heat maps of an image classifier on real samples (PNG, HTML)."),
     "plugins": ("toolkit.cli.plugins_cmd", "plugins", "List installed plugins and what they register."),
