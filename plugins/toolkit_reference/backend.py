@@ -188,6 +188,8 @@ def _limits(node: Any, weight_ranks: dict[str, int], opset: int | None) -> str |
             return f"{rank}-D {node.op_type}"
         if "ceil_mode" in attrs and attrs["ceil_mode"].i:
             return f"{node.op_type} with ceil_mode=1"
+    if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]:
+        return "MaxPool's Indices output"
     if node.op_type == "Slice" and opset is not None and opset < 10:
         return "Slice before opset 10"
     return None

@@ -115,7 +115,7 @@ class Program:
             for step in self.dynamic_steps:
                 step(v)
         # Outputs never alias the kernels' reusable buffers.
-        return [np.array(v[s]) for s in self.output_slots]
+        return [np.array(v[s]) if isinstance(v[s], np.ndarray) else v[s] for s in self.output_slots]
 
     def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every value the graph computes, node by node with the readable kernels, in execution order."""
@@ -250,6 +250,8 @@ def _node(proto: Any) -> Node:
             value = numpy_helper.to_array(value)
         attrs[a.name] = value
     inputs = list(proto.input)
+    if proto.op_type == "Split" and "split" not in attrs:
+        attrs.setdefault("num_outputs", len(proto.output))  # the kernel sees no outputs: how many parts
     if proto.op_type in ("If", "Loop"):
         # A subgraph may read any value of the graphs around it: those become extra inputs of the node.
         branches = ("then_branch", "else_branch") if proto.op_type == "If" else ("body",)

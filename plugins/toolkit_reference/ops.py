@@ -164,7 +164,13 @@ def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Op:
 OPS["Add"] = _binary(np.add)
 OPS["Sub"] = _binary(np.subtract)
 OPS["Mul"] = _binary(np.multiply)
-OPS["Div"] = _binary(lambda a, b: (a // b) if np.issubdtype(a.dtype, np.integer) else a / b)
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if np.issubdtype(np.asarray(a).dtype, np.integer):  # ONNX divides integers truncating toward zero, as C does
+        return (np.abs(a) // np.abs(b) * np.sign(a) * np.sign(b)).astype(np.asarray(a).dtype)
+    return a / b
+
+
+OPS["Div"] = _binary(_divide)
 
 
 @op("Identity")
@@ -172,9 +178,17 @@ def identity(inputs, attrs):
     return [inputs[0]]
 
 
+# Constant's value attributes (exactly one is set) and the dtype each gives.
+_CONSTANT_VALUES = {"value": None, "value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+                    "value_ints": np.int64, "value_string": object, "value_strings": object}
+
+
 @op("Constant")
 def constant(inputs, attrs):
-    return [np.asarray(attrs["value"])]
+    for key, dtype in _CONSTANT_VALUES.items():
+        if key in attrs:
+            return [np.asarray(attrs[key], dtype=dtype)]
+    raise NotImplementedError(f"Constant with {', '.join(attrs) or 'no value'}")
 
 
 @op("Shape")
@@ -189,9 +203,16 @@ def gather(inputs, attrs):
     return [np.take(inputs[0], inputs[1].astype(np.int64), axis=int(attrs.get("axis", 0)))]
 
 
+# ONNX's float8 types: their saturation rules (the `saturate` attribute) are not implemented here.
+_NARROW_TYPES = {17: "float8e4m3fn", 18: "float8e4m3fnuz", 19: "float8e5m2", 20: "float8e5m2fnuz", 24: "float8e8m0"}
+
+
 @op("Cast")
 def cast(inputs, attrs):
     import onnx
+
+    if int(attrs["to"]) in _NARROW_TYPES:
+        raise NotImplementedError(f"Cast to {_NARROW_TYPES[int(attrs['to'])]}")
 
     return [inputs[0].astype(onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"])))]
 
@@ -254,10 +275,24 @@ def _per_axis(param: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
     return param.reshape(shape)
 
 
+# The integer types QuantizeLinear and DequantizeLinear are implemented for (not 2- or 4-bit, not float8).
+_QUANTIZED_TYPES = (np.int8, np.uint8, np.int16, np.uint16, np.int32)
+
+
+def _check_quantized(attrs: dict[str, Any], dtype: np.dtype, op_type: str) -> None:
+    if int(attrs.get("block_size", 0)):
+        raise NotImplementedError(f"{op_type} with blocked scales (block_size)")
+    if dtype not in _QUANTIZED_TYPES:
+        raise NotImplementedError(f"{op_type} to or from {dtype} (int8, uint8, int16, uint16 and int32 only)")
+
+
 @op("QuantizeLinear")
 def quantize_linear(inputs, attrs):
     x, scale = inputs[0], inputs[1]
     zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.zeros((), dtype=np.uint8)
+    if "output_dtype" in attrs and int(attrs["output_dtype"]) and zp.dtype == np.uint8 and len(inputs) < 3:
+        raise NotImplementedError("QuantizeLinear with output_dtype")
+    _check_quantized(attrs, np.dtype(zp.dtype), "QuantizeLinear")
     axis = int(attrs.get("axis", 1))
     info = np.iinfo(zp.dtype)
     # Round half to even, as ONNX specifies (np.rint does).
@@ -269,6 +304,7 @@ def quantize_linear(inputs, attrs):
 def dequantize_linear(inputs, attrs):
     x, scale = inputs[0], inputs[1]
     zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.zeros((), dtype=x.dtype)
+    _check_quantized(attrs, np.dtype(x.dtype), "DequantizeLinear")
     axis = int(attrs.get("axis", 1))
     real = (x.astype(np.int32) - _per_axis(zp, x, axis).astype(np.int32)) * _per_axis(scale, x, axis)
     return [real.astype(scale.dtype)]
@@ -382,15 +418,66 @@ def _reduce(fn: Callable[..., np.ndarray]) -> Op:
             axes = None
         else:
             axes = tuple(int(a) for a in np.asarray(axes).reshape(-1))
-        return [np.asarray(fn(x, axis=axes, keepdims=keepdims)).astype(x.dtype, copy=False)]
+        extra = {}
+        if x.size == 0 and fn in (np.max, np.min):  # ONNX: the max of nothing is the lowest value, and so on
+            extra["initial"] = _extreme(x.dtype, lowest=fn is np.max)
+        return [np.asarray(fn(x, axis=axes, keepdims=keepdims, **extra)).astype(x.dtype, copy=False)]
 
     return run
+
+
+def _extreme(dtype: np.dtype, lowest: bool) -> Any:
+    if dtype == np.bool_:
+        return not lowest
+    if np.issubdtype(dtype, np.integer):
+        return np.iinfo(dtype).min if lowest else np.iinfo(dtype).max
+    return -np.inf if lowest else np.inf
 
 
 OPS["ReduceMax"] = _reduce(np.max)
 OPS["ReduceMin"] = _reduce(np.min)
 OPS["ReduceSum"] = _reduce(np.sum)
 OPS["ReduceMean"] = _reduce(np.mean)
+OPS["ReduceProd"] = _reduce(np.prod)
+
+
+# ---------------------------------------------------------------------------------------------- logic and glue
+# What tf2onnx writes for Keras masks and while-loops (a GRU over token ids, the transformer's padding mask).
+OPS["Not"] = _unary(np.logical_not)
+OPS["And"] = _binary(np.logical_and)
+OPS["Or"] = _binary(np.logical_or)
+OPS["Xor"] = _binary(np.logical_xor)
+OPS["Reciprocal"] = _unary(np.reciprocal)
+OPS["Floor"] = _unary(np.floor)
+OPS["Ceil"] = _unary(np.ceil)
+OPS["Sign"] = _unary(np.sign)
+
+
+@op("Split")
+def split(inputs, attrs):
+    x = inputs[0]
+    axis = int(attrs.get("axis", 0)) % x.ndim
+    sizes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")  # an input from opset 13
+    if sizes is None:
+        # Equal parts (opset 18: the last may be smaller); the compile step sets num_outputs from the node.
+        parts = int(attrs["num_outputs"])
+        size = -(-x.shape[axis] // parts)
+        sizes = [min(size, x.shape[axis] - i * size) for i in range(parts)]
+    bounds = np.cumsum([int(n) for n in np.asarray(sizes).reshape(-1)])[:-1]
+    return list(np.split(x, bounds, axis=axis))
+
+
+@op("Range")
+def range_(inputs, attrs):
+    start, limit, delta = (np.asarray(v).reshape(()) for v in inputs[:3])
+    count = max(int(np.ceil((limit - start) / delta)), 0)
+    return [(start + np.arange(count, dtype=start.dtype) * delta).astype(start.dtype)]
+
+
+@op("ConstantOfShape")
+def constant_of_shape(inputs, attrs):
+    value = np.asarray(attrs.get("value", np.zeros(1, np.float32))).reshape(-1)
+    return [np.full([int(d) for d in np.asarray(inputs[0]).reshape(-1)], value[0], dtype=value.dtype)]
 
 
 # ---------------------------------------------------------------------------------------------- the transformer's
