@@ -515,4 +515,4 @@ def expand(inputs, attrs):
 def tile(inputs, attrs):
     return [np.tile(inputs[0], [int(r) for r in np.asarray(inputs[1]).reshape(-1)])]
 
-from . import recurrent
+from . import quantized, recurrent  # noqa: E402,F401  (they register more operators)
