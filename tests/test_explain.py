@@ -202,7 +202,7 @@ def test_a_channels_first_model_is_explained_in_its_own_layout(tmp_path):
     data = image_data(tmp_path / "nchw.npz", (1, SIDE, SIDE))
     proc = run_cli("explain", model, "--dataset", data, "--samples", 2, "--output", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
-    assert "nchw.onnx on onnxruntime (logits (softmax applied)), nchw.npz test split\n" in proc.stdout
+    assert "nchw.onnx on onnxruntime (logits (softmax applied)), nchw.npz test split, the first ones\n" in proc.stdout
     assert ("occlusion: patch 2, stride 1, 49 positions per sample; fill: the training images' mean, 0.7"
             in proc.stdout)
     assert f"Wrote {tmp_path / 'out' / 'index.html'} and 2 PNG(s)" in proc.stderr
@@ -211,6 +211,25 @@ def test_a_channels_first_model_is_explained_in_its_own_layout(tmp_path):
     # Overlapping patches of the mean (which raises the score where a pixel is darker than it): the quadrant lights
     # up, the pixels beside it get a share of the patches that straddle its edge, nothing farther away does.
     assert np.abs(heat[:4, :4]).max() > 0.01 and np.abs(heat[5:, :]).max() < 1e-6 and np.abs(heat[:, 5:]).max() < 1e-6
+
+
+def test_samples_are_the_first_ones_or_those_the_models_get_wrong_or_disagree_on():
+    labels, mine, theirs = [0, 1, 2, 3, 4], [0, 9, 2, 9, 4], [0, 1, 2, 9, 9]
+    assert explain.pick_indices("first", 3, labels, mine) == [0, 1, 2]
+    assert explain.pick_indices("wrong", 3, labels, mine) == [1, 3]
+    assert explain.pick_indices("disagree", 1, labels, mine, theirs) == [1]
+
+
+def test_pick_wrong_explains_the_samples_the_model_gets_wrong(quadrant, tmp_path):
+    # The quadrant model always answers 0; the test split's labels alternate 0, 1, 0, 1...
+    proc = run_cli("explain", quadrant.model, "--dataset", quadrant.data, "--pick", "wrong", "--samples", 2,
+                   "--output", tmp_path / "out", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["pick"] == "wrong"
+    assert [(row["index"], row["label"], row["model"]["predicted"]) for row in result["samples"]] == [(1, 1, 0),
+                                                                                                    (3, 1, 0)]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["sample-00001.png", "sample-00003.png"]
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -253,6 +272,7 @@ def test_a_dataset_whose_images_do_not_fit_is_refused(tmp_path):
     (["--compare-backend", "reference"], "Error: --compare-backend is for the model of --compare. Add --compare "
                                          "OTHER, or drop it"),
     (["--patch", "9"], "Error: --patch 9 is larger than the 8x8 images. Give at most 8"),
+    (["--pick", "disagree"], "Error: --pick disagree needs two models. Add --compare OTHER"),
 ])
 def test_bad_names_and_options_are_one_line_with_the_fix(quadrant, tmp_path, args, expected):
     data = [] if "--dataset" in args else ["--dataset", quadrant.data]

@@ -22,6 +22,10 @@ from .errors import MissingRuntimeError, UsageError
 
 METHODS = ("occlusion", "gradient")
 FILLS = ("mean", "zero")
+PICKS = ("first", "wrong", "disagree")
+SEARCH = 2000  # test samples searched by --pick wrong and --pick disagree
+PICKED = {"first": "the first ones", "wrong": f"the first the model gets wrong (among the first {SEARCH})",
+          "disagree": f"the first on which the two models disagree (among the first {SEARCH})"}
 CHUNK = 64  # occluded images per call on a dynamic batch: bounded memory for large images
 # How far dequantized int8 probabilities may stray from a distribution (10 classes, half a step of 1/256 each).
 PROBABILITY_TOLERANCE = 0.05
@@ -409,7 +413,7 @@ def render_html(ex: Explanation, pngs: Sequence[bytes]) -> str:
             "against)." if ex.method == "occlusion" else
             "Gradient: |d probability / d pixel| of the explained class, the largest over channels.")
     head = [f"<h1>Saliency maps: {e(Path(ex.main.model).name)}</h1>",
-            f"<p>{len(ex.indices)} samples of {e(ex.dataset)} (test split, the first ones).</p>",
+            f"<p>{len(ex.indices)} samples of {e(ex.dataset)}'s test split: {e(PICKED[ex.settings['pick']])}.</p>",
             f"<p class=\"note\">{e(what)}</p>", "<table>",
             "<tr><th>model</th><th>backend</th><th>scores</th></tr>"]
     for side in sides:
@@ -548,8 +552,8 @@ def _numpy_dtype(name: str) -> str:
         return "object"
 
 
-def load_samples(dataset: Any, count: int) -> tuple[np.ndarray, list[int], list[int]]:
-    """The first `count` samples of the test split: (images, labels, indices), the same ones every run."""
+def test_split(dataset: Any) -> tuple[np.ndarray, list[int]]:
+    """The dataset's test split as (images, labels), refused unless it is one array of a classification task."""
     x, y = dataset.load("test")
     if isinstance(x, Mapping):
         raise UsageError(f"dataset '{Path(str(dataset.name)).name}' gives several inputs ({', '.join(x)}), not images",
@@ -557,13 +561,56 @@ def load_samples(dataset: Any, count: int) -> tuple[np.ndarray, list[int], list[
     if dataset.task != "classification":
         raise UsageError(f"dataset '{Path(str(dataset.name)).name}' is for {dataset.task}; explain maps the evidence "
                          "for a predicted class", "Explain a classifier on a classification dataset")
-    n = min(count, len(x))
-    return np.asarray(x[:n]), labels_of(y[:n]), list(range(n))
+    return np.asarray(x), labels_of(y)
+
+
+def pick_indices(pick: str, count: int, labels: Sequence[int], predicted: Sequence[int],
+                 other: Sequence[int] | None = None) -> list[int]:
+    """The first `count` test samples (first), or the first the model gets wrong (wrong), or the first on which
+    the two models disagree (disagree); `predicted` and `other` cover the searched samples."""
+    if pick == "first":
+        return list(range(min(count, len(labels))))
+    if pick == "wrong":
+        hits = [i for i, (p, y) in enumerate(zip(predicted, labels)) if p != y]
+    else:
+        hits = [i for i, (a, b) in enumerate(zip(predicted, other or ())) if a != b]
+    return hits[:count]
+
+
+def predicted_classes(subject: Subject, images: np.ndarray, target: str | None) -> list[int]:
+    """The class `subject` predicts for each image, run in a child by its backend."""
+    from .child import run_in_child
+    from .inputs import short_name
+
+    outputs = run_in_child("toolkit.benchmark.measure:predict", model=str(subject.artifact.path),
+                           backend=subject.backend, arrays=images)
+    key = next((k for k in outputs if target and target in (k, short_name(k))), next(iter(outputs)))
+    scores = np.asarray(outputs[key])
+    return [int(c) for c in np.argmax(scores.reshape(len(scores), -1), axis=-1)]
+
+
+def choose_samples(pick: str, count: int, x: np.ndarray, labels: list[int], main: Subject, other: Subject | None,
+                   target: str | None, dataset: str) -> list[int]:
+    """Indices into the test split for --pick, searching its first SEARCH samples for wrong or disagree."""
+    if pick == "first":
+        return pick_indices(pick, count, labels, [])
+    if pick == "disagree" and other is None:
+        raise UsageError("--pick disagree needs two models", "Add --compare OTHER")
+    pool = np.asarray(x[:SEARCH], np.float32)
+    mine = predicted_classes(main, pool, target)
+    theirs = predicted_classes(other, pool, target) if pick == "disagree" and other else None
+    found = pick_indices(pick, count, labels[:len(pool)], mine, theirs)
+    if not found:
+        what = (f"'{main.artifact.path.name}' gets every one right" if pick == "wrong" else
+                f"'{main.artifact.path.name}' and '{other.artifact.path.name}' agree on every one" if other else "")
+        raise UsageError(f"among the first {len(pool)} test samples of {dataset}, {what}: nothing to pick",
+                         "Use --pick first")
+    return found
 
 
 def explain(model: Path, dataset_name: str | None, compare: Path | None = None, backend: str | None = None,
             compare_backend: str | None = None, samples: int = 8, method: str = "occlusion", patch: int | None = None,
-            stride: int | None = None, fill: str = "mean", threads: int | None = None,
+            stride: int | None = None, fill: str = "mean", threads: int | None = None, pick: str = "first",
             on_start: Callable[[int], None] | None = None,
             on_sample: Callable[[str, int], None] | None = None) -> Explanation:
     """Maps for the first `samples` test samples of the dataset, each model in its own child process."""
@@ -582,13 +629,16 @@ def explain(model: Path, dataset_name: str | None, compare: Path | None = None, 
     ds = plugins.registries().datasets.get(name)
     ds.require_available()
     check_vocabulary(main.artifact, ds)
-    images, labels, indices = load_samples(ds, samples)
-    layout = image_layout_for(main, specs[0], tuple(images.shape[1:]), Path(str(ds.name)).name)
+    x, all_labels = test_split(ds)
+    shown_name = Path(str(ds.name)).name
+    layout = image_layout_for(main, specs[0], tuple(x.shape[1:]), shown_name)
     if other:
-        image_layout_for(other, specs[1], tuple(images.shape[1:]), Path(str(ds.name)).name)
-    images = images.astype(np.float32)
+        image_layout_for(other, specs[1], tuple(x.shape[1:]), shown_name)
+    indices = choose_samples(pick, samples, x, all_labels, main, other, ds.target_output, shown_name)
+    images = np.asarray(x[indices], np.float32)
+    labels = [all_labels[i] for i in indices]
     height, width = spatial(images[:1], layout).shape[1:3]
-    settings: dict[str, Any] = {"samples": len(indices)}
+    settings: dict[str, Any] = {"samples": len(indices), "pick": pick}
     kwargs: dict[str, Any] = {"images": images, "layout": layout, "target": ds.target_output, "threads": threads}
     if method == "occlusion":
         auto_patch, auto_stride = default_patch(height, width)
@@ -622,7 +672,7 @@ def explain(model: Path, dataset_name: str | None, compare: Path | None = None, 
         _check_classes(side, ds, label)
         sides.append(side)
         classes = side.classes  # the other model explains the class this one predicts: comparable maps
-    ex = Explanation(Path(str(ds.name)).name, indices, spatial(images, layout), labels,
+    ex = Explanation(shown_name, indices, spatial(images, layout), labels,
                      class_names_for(ds, main.artifact.manifest.extra if main.artifact.manifest else None),
                      method, settings, sides[0], sides[1] if other else None)
     if ex.other:

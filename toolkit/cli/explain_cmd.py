@@ -22,6 +22,9 @@ from .options import echo_json, format_option, memory_limit_option, note, stdout
 @click.option("--compare-backend", metavar="NAME", help="The backend that runs OTHER (default: its best one).")
 @click.option("--samples", type=click.IntRange(min=1, max=1000), default=8, show_default=True,
               help="How many test samples to explain.")
+@click.option("--pick", type=click.Choice(["first", "wrong", "disagree"]), default="first", show_default=True,
+              help="Which test samples: the first ones, the first MODEL gets wrong, or the first on which MODEL and "
+                   "OTHER disagree (wrong and disagree search the first 2000).")
 @click.option("--method", type=click.Choice(["occlusion", "gradient"]), default="occlusion", show_default=True,
               help="occlusion: through any backend (int8 files too); gradient: Keras models only.")
 @click.option("--patch", type=click.IntRange(min=1), help="Occlusion patch side in pixels (default: about a "
@@ -30,13 +33,14 @@ from .options import echo_json, format_option, memory_limit_option, note, stdout
 @click.option("--fill", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
               help="What an occluding patch holds: the training images' mean per channel, or zero.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads of the runtime.")
-@click.option("--output", "-O", "output", type=click.Path(file_okay=False, path_type=Path),
-              help="The folder for the PNGs, maps.npz and index.html (default: explain-MODEL beside you).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder for the PNGs, maps.npz and index.html (default: ./explain-NAME, NAME being MODEL's "
+                   "file name without its suffix).")
 @format_option
 @memory_limit_option
 @traceback_option
 def explain(model: Path, dataset: str | None, compare: Path | None, backend: str | None,
-            compare_backend: str | None, samples: int, method: str, patch: int | None, stride: int | None,
+            compare_backend: str | None, samples: int, pick: str, method: str, patch: int | None, stride: int | None,
             fill: str, threads: int | None, output: Path | None, fmt: str) -> None:
     """Saliency heat maps of image classifier MODEL on real samples: which pixels its prediction rests on.
 
@@ -50,6 +54,7 @@ def explain(model: Path, dataset: str | None, compare: Path | None, backend: str
     \b
     Examples:
       toolkit explain out/cnn.onnx --compare out/cnn_int8.tflite --dataset fashion-mnist
+      toolkit explain out/cnn.onnx --compare out/cnn_int8.onnx --pick disagree
       toolkit explain out/cnn.keras --method gradient --samples 4 --output maps/
       toolkit explain model.onnx --dataset my_images.npz --patch 4 --stride 2 --fill zero --format json
     """
@@ -70,7 +75,7 @@ def explain(model: Path, dataset: str | None, compare: Path | None, backend: str
     err_console = Console(stderr=True)
     with steps_progress(err_console, samples) as step:
         found = ex_mod.explain(model, dataset, compare, backend, compare_backend, samples, method, patch, stride,
-                               fill, threads, on_start=lambda total: step("loading", total=total),
+                               fill, threads, pick, on_start=lambda total: step("loading", total=total),
                                on_sample=lambda name, i: step(f"{name}: sample {i + 1}"))
     folder.mkdir(parents=True, exist_ok=True)
     files = ex_mod.write_outputs(found, folder)
@@ -105,8 +110,10 @@ def show(result: dict[str, Any]) -> None:
     what = (f"occlusion: patch {result['patch']}, stride {result['stride']}, {result['positions']} positions per "
             f"sample; fill: {result['fill_text']}" if result["method"] == "occlusion"
             else "gradient: |d probability / d pixel|, the largest over channels")
+    from ..explain import PICKED
+
     console.print(f"{Path(model['file']).name} on {model['backend']} ({model['scores']}), {result['dataset']} "
-                  "test split", markup=False, highlight=False)
+                  f"test split, {PICKED[result['pick']]}", markup=False, highlight=False)
     console.print(what, markup=False, highlight=False)
     compare = result.get("compare")
     table = Table()
