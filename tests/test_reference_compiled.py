@@ -187,3 +187,23 @@ def test_threads_limit_the_blas_pool_and_describe_names_the_blas_kernel(small_cn
     assert blas and all(b["num_threads"] == 1 for b in blas)
     assert all(i["num_threads"] == 1 for i in threadpool_info() if i.get("user_api") == "blas")
     assert blas[0]["internal_api"] in ("openblas", "mkl", "blis", "flexiblas", "accelerate")
+
+
+def test_a_token_id_outside_the_vocabulary_is_one_line_naming_the_node(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from toolkit.errors import UsageError
+
+    table = numpy_helper.from_array(np.ones((5, 2), np.float32), "table")
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["y"], name="embedding")], "emb",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])], [table])
+    path = tmp_path / "embedding.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    session = _load(path)
+    for run in (session.run, session.trace):
+        with pytest.raises(UsageError, match=r"could not run Gather node 'embedding' on these inputs: index 7 "
+                                             r"is out of bounds") as refused:
+            run({"ids": np.array([0, 7, 1], np.int64)})
+        assert "token ids within its vocabulary" in refused.value.one_line()

@@ -8,9 +8,10 @@ every value. --threads limits the BLAS thread pool numpy's matrix products use (
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelF
                          UsageError, first_line, library_versions, model_format)
 
 from .compile import from_onnx
-from .kernels import KernelError
+from .kernels import KernelError, NodeFailure
 from .ops import OPS
 
 
@@ -140,11 +141,8 @@ class ReferenceSession(Session):
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = [inputs[s.name] for s in self.input_specs]
-        try:
+        with _explained():
             results = self.program.run(feeds)
-        except KernelError as e:  # a use of the operator the kernel does not cover: never a guess
-            raise UsageError(f"the reference backend has no kernel for this use of {e.op_type}: {e.reason}",
-                             "Use the onnxruntime backend for this model") from None
         return {s.name: r for s, r in zip(self.output_specs, results)}
 
     def bench_callable(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
@@ -152,15 +150,27 @@ class ReferenceSession(Session):
         return functools.partial(self.program.run, feeds)
 
     def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        try:
+        with _explained():
             return self.program.trace({s.name: inputs[s.name] for s in self.input_specs})
-        except KernelError as e:
-            raise UsageError(f"the reference backend has no kernel for this use of {e.op_type}: {e.reason}",
-                             "Use the onnxruntime backend for this model") from None
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": "numpy", "numpy": np.__version__, "blas_threads_limited": self._limits is not None,
                 "blas": blas_info()}
+
+
+@contextlib.contextmanager
+def _explained() -> Iterator[None]:
+    """A kernel's refusal or failure as one line that names the operator."""
+    try:
+        yield
+    except KernelError as e:  # a use of the operator the kernel does not cover: never a guess
+        raise UsageError(f"the reference backend has no kernel for this use of {e.op_type}: {e.reason}",
+                         "Use the onnxruntime backend for this model") from None
+    except NodeFailure as e:
+        raise UsageError(f"the reference backend could not run {e.op_type} node {e.name!r} on these inputs: "
+                         f"{first_line(e.error)}",
+                         "Check the inputs are what the model takes (token ids within its vocabulary, "
+                         "values in range)") from None
 
 
 def blas_info() -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import kernels
-from .kernels import KernelError
+from .kernels import KernelError, NodeFailure
 from .ops import OPS, op
 
 # Operators whose output shape follows from their inputs' shapes and attributes alone: a Shape of their output
@@ -56,13 +56,15 @@ Step = Callable[[list], None]
 
 
 def _generic(node: Node, ins: list[int], outs: list[int]) -> Step:
-    kernel, attrs, op_type = OPS[node.op_type], node.attrs, node.op_type
+    kernel, attrs, op_type, name = OPS[node.op_type], node.attrs, node.op_type, node.name
 
     def step(v: list) -> None:
         try:
             results = kernel([v[i] for i in ins], attrs)
         except NotImplementedError as e:
             raise KernelError(op_type, str(e)) from None
+        except (IndexError, ValueError, TypeError) as e:  # what the values do not allow: said, not a traceback
+            raise NodeFailure(op_type, name, e) from None
         for o, r in zip(outs, results):
             v[o] = r
 
@@ -130,6 +132,8 @@ class Program:
                 results = OPS[node.op_type]([values[i] for i in node.inputs], node.attrs)
             except NotImplementedError as e:
                 raise KernelError(node.op_type, str(e)) from None
+            except (IndexError, ValueError, TypeError) as e:
+                raise NodeFailure(node.op_type, node.name, e) from None
             for name, value in zip(node.outputs, results):
                 values[name] = value
                 if name and isinstance(value, np.ndarray):

@@ -27,6 +27,14 @@ class KernelError(Exception):
         self.op_type, self.reason = op_type, reason
 
 
+class NodeFailure(Exception):
+    """A kernel failed on the values it was given (an index out of range, shapes that do not broadcast)."""
+
+    def __init__(self, op_type: str, name: str, error: Exception):
+        super().__init__(f"{op_type} {name!r}: {type(error).__name__}: {error}")
+        self.op_type, self.name, self.error = op_type, name, error
+
+
 def _const(constants: dict[str, np.ndarray], name: str) -> np.ndarray | None:
     return constants.get(name) if name else None
 
