@@ -379,10 +379,11 @@ def sample_png(ex: Explanation, i: int) -> bytes:
     axes[0].set_axis_off()
     signed = ex.method == "occlusion"
     for ax, side in zip(axes[1:], sides):
-        pred = side.predicted[i]
+        pred, explained = side.predicted[i], side.classes[i]
         prob = side.probabilities()[i, pred]
+        about = "" if explained == pred else f", map of {ex.name_of(explained)}"
         im = _overlay(ax, ex.images[i], side.maps[i], signed,
-                      f"{Path(side.model).name} ({side.backend})\n{ex.name_of(pred)} {prob:.0%}")
+                      f"{Path(side.model).name} ({side.backend})\n{ex.name_of(pred)} {prob:.0%}{about}")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
     if ex.other:
         r = ex.correlations[i]
