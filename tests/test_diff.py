@@ -129,8 +129,11 @@ def test_fp32_against_int8_gives_finite_sqnrs_worst_first(int8_on_ort):
 
 def test_the_worst_layers_are_the_same_on_two_backends(artifacts, int8_on_ort):
     on_reference = diff_json(artifacts["onnx"], artifacts["onnx_int8"], "--backend", "reference")
-    worst = [r["layer"] for r in int8_on_ort["rows"][:3]]
-    assert [r["layer"] for r in on_reference["rows"][:3]] == worst
+    assert on_reference["rows"][0]["layer"] == int8_on_ort["rows"][0]["layer"]
+    # Every layer's loss agrees too (a flatten ties with the layer it reshapes, so the order of ties may not)
+    ort = {r["layer"]: sqnr_of(r) for r in int8_on_ort["rows"]}
+    ref = {r["layer"]: sqnr_of(r) for r in on_reference["rows"]}
+    assert ort.keys() == ref.keys() and all(abs(ort[k] - ref[k]) < 0.5 for k in ort), (ort, ref)
     assert on_reference["a"]["backend"] == "reference" and int8_on_ort["a"]["backend"] == "onnxruntime"
 
 
