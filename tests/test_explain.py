@@ -263,6 +263,15 @@ def test_a_dataset_whose_images_do_not_fit_is_refused(tmp_path):
                     "Pick the dataset the model was trained on")
 
 
+def test_a_model_that_scores_other_classes_than_the_dataset_is_refused(quadrant, tmp_path):
+    # 8x8x1 images fit, but digits has 10 classes and the quadrant model scores 2: found on the first run, before
+    # any map is made.
+    line = error_line(run_cli("explain", quadrant.model, "--dataset", "digits", "--output", tmp_path / "o"))
+    assert line == ("Error: 'quadrant.onnx' scores 2 classes and the dataset has 10. Pick the dataset the model was "
+                    "trained on")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--dataset", "digts"], "Error: unknown dataset 'digts'. Did you mean 'digits'?"),
     (["--backend", "onnxrutnime"], "Error: unknown backend 'onnxrutnime'. Did you mean 'onnxruntime'?"),
@@ -361,11 +370,11 @@ def test_ctrl_c_stops_with_130_and_writes_nothing(tmp_path):
     from third_party_models import make_small_cnn
 
     model = make_small_cnn(tmp_path / "small.onnx")
-    data = image_data(tmp_path / "big.npz", (1, 28, 28), classes=10, n=400)
+    data = image_data(tmp_path / "big.npz", (1, 28, 28), classes=10, n=2000)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     proc = subprocess.Popen([TOOLKIT, "explain", str(model), "--dataset", str(data), "--backend", "reference",
-                             "--samples", "200", "--output", str(tmp_path / "out")], stdout=subprocess.PIPE,
+                             "--samples", "1000", "--output", str(tmp_path / "out")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)})
     deadline = time.monotonic() + 60
     while not any(scratch.glob("toolkit-child-*")) and time.monotonic() < deadline:

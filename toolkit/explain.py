@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import MissingRuntimeError, UsageError
+from .errors import MissingRuntimeError, ToolkitError, UsageError
 
 METHODS = ("occlusion", "gradient")
 FILLS = ("mean", "zero")
@@ -176,7 +176,7 @@ def batch_predictor(session: Any, backend: str, output: Any) -> Callable[[np.nda
 
 def occlusion_in_child(model: str, backend: str, images: np.ndarray, layout: str, patch: int, stride: int,
                        fill: np.ndarray, target: str | None = None, classes: list[int] | None = None,
-                       threads: int | None = None) -> dict[str, Any]:
+                       threads: int | None = None, num_classes: int = 0) -> dict[str, Any]:
     """Child entry point: the model's outputs on `images` and an occlusion map per image, for `classes` (default:
     the class it predicts), reporting progress per image."""
     from .benchmark.measure import load_session, open_artifact
@@ -189,6 +189,7 @@ def occlusion_in_child(model: str, backend: str, images: np.ndarray, layout: str
     predict = batch_predictor(session, be.name, _output_spec(session, target))
     report_phase("running")
     outputs = predict(images)
+    check_scores(outputs, num_classes, model)
     logits = not is_probabilities(outputs)
     chosen = [int(c) for c in (classes if classes is not None else np.argmax(outputs, axis=-1))]
     maps = []
@@ -205,7 +206,8 @@ def occlusion_in_child(model: str, backend: str, images: np.ndarray, layout: str
 
 
 def gradient_in_child(model: str, backend: str, images: np.ndarray, layout: str, target: str | None = None,
-                      classes: list[int] | None = None, threads: int | None = None) -> dict[str, Any]:
+                      classes: list[int] | None = None, threads: int | None = None,
+                      num_classes: int = 0) -> dict[str, Any]:
     """Child entry point: vanilla gradient saliency of a Keras model, |d p(class) / d pixel|, the largest over
     channels, for the class it predicts (or `classes`). TensorFlow is imported here, in this child only."""
     from .benchmark.measure import load_session, open_artifact
@@ -223,6 +225,7 @@ def gradient_in_child(model: str, backend: str, images: np.ndarray, layout: str,
 
     report_phase("running")
     outputs = batch_predictor(session, be.name, output)(images)
+    check_scores(outputs, num_classes, model)
     logits = not is_probabilities(outputs)
     chosen = [int(c) for c in (classes if classes is not None else np.argmax(outputs, axis=-1))]
     maps = []
@@ -614,9 +617,9 @@ def explain(model: Path, dataset_name: str | None, compare: Path | None = None, 
             stride: int | None = None, fill: str = "mean", threads: int | None = None, pick: str = "first",
             on_start: Callable[[int], None] | None = None,
             on_sample: Callable[[str, int], None] | None = None) -> Explanation:
-    """Maps for the first `samples` test samples of the dataset, each model in its own child process."""
+    """Maps of `samples` test samples (chosen by `pick`), each model in its own child process; every check
+    that needs no model run comes first."""
     from . import plugins
-    from .child import run_in_child
     from .text import check_vocabulary
 
     main = open_subject(model, backend, method)
@@ -638,41 +641,18 @@ def explain(model: Path, dataset_name: str | None, compare: Path | None = None, 
     indices = choose_samples(pick, samples, x, all_labels, main, other, ds.target_output, shown_name)
     images = np.asarray(x[indices], np.float32)
     labels = [all_labels[i] for i in indices]
-    height, width = spatial(images[:1], layout).shape[1:3]
     settings: dict[str, Any] = {"samples": len(indices), "pick": pick}
-    kwargs: dict[str, Any] = {"images": images, "layout": layout, "target": ds.target_output, "threads": threads}
+    kwargs: dict[str, Any] = {"images": images, "layout": layout, "target": ds.target_output, "threads": threads,
+                              "num_classes": ds.num_classes}
     if method == "occlusion":
-        auto_patch, auto_stride = default_patch(height, width)
-        patch = patch or auto_patch
-        stride = stride or (auto_stride if patch == auto_patch else max(1, patch // 2))
-        if patch > min(height, width):
-            raise UsageError(f"--patch {patch} is larger than the {height}x{width} images",
-                             f"Give at most {min(height, width)}")
-        fill_value = fill_values(ds.load("train")[0] if "train" in ds.splits else images, layout, fill)
-        fill_text = ("zero" if fill == "zero" else "the training images' mean, "
-                     + ", ".join(f"{v:.4g}" for v in fill_value))
-        settings.update(patch=patch, stride=stride, fill=fill, fill_value=[float(v) for v in fill_value],
-                        fill_text=fill_text, positions=len(windows(height, width, patch, stride)))
-        kwargs.update(patch=patch, stride=stride, fill=fill_value)
-    target = f"toolkit.explain:{method}_in_child"
+        train = ds.load("train")[0] if "train" in ds.splits else images
+        occlusion = occlusion_settings(spatial(images[:1], layout).shape[1:3], patch, stride, fill, train, layout)
+        settings.update(occlusion)
+        kwargs.update(patch=occlusion["patch"], stride=occlusion["stride"],
+                      fill=np.asarray(occlusion["fill_value"], np.float32))
     if on_start:
         on_start(len(indices) * (2 if other else 1))
-    sides: list[Side] = []
-    classes = None
-    for subject in [main] + ([other] if other else []):
-        label = subject.artifact.path.name
-
-        def progress(payload: list, label: str = label) -> None:
-            if on_sample and payload and payload[0] == "sample":
-                on_sample(label, int(payload[1]))
-
-        got = run_in_child(target, model=str(subject.artifact.path), backend=subject.backend, classes=classes,
-                           on_progress=progress, **kwargs)
-        side = Side(str(subject.artifact.path), got["backend"], np.asarray(got["outputs"]), bool(got["logits"]),
-                    [int(c) for c in got["classes"]], np.asarray(got["maps"], np.float32))
-        _check_classes(side, ds, label)
-        sides.append(side)
-        classes = side.classes  # the other model explains the class this one predicts: comparable maps
+    sides = run_sides(method, [main] + ([other] if other else []), kwargs, on_sample)
     ex = Explanation(shown_name, indices, spatial(images, layout), labels,
                      class_names_for(ds, main.artifact.manifest.extra if main.artifact.manifest else None),
                      method, settings, sides[0], sides[1] if other else None)
@@ -682,19 +662,58 @@ def explain(model: Path, dataset_name: str | None, compare: Path | None = None, 
     return ex
 
 
+def occlusion_settings(size: tuple[int, int], patch: int | None, stride: int | None, fill: str, train: np.ndarray,
+                       layout: str) -> dict[str, Any]:
+    """Patch, stride (the defaults for the image size where not given) and fill, checked and described."""
+    height, width = (int(d) for d in size)
+    auto_patch, auto_stride = default_patch(height, width)
+    patch = patch or auto_patch
+    stride = stride or (auto_stride if patch == auto_patch else max(1, patch // 2))
+    if patch > min(height, width):
+        raise UsageError(f"--patch {patch} is larger than the {height}x{width} images",
+                         f"Give at most {min(height, width)}")
+    value = fill_values(train, layout, fill)
+    text = "zero" if fill == "zero" else "the training images' mean, " + ", ".join(f"{v:.4g}" for v in value)
+    return {"patch": patch, "stride": stride, "fill": fill, "fill_value": [float(v) for v in value],
+            "fill_text": text, "positions": len(windows(height, width, patch, stride))}
+
+
+def run_sides(method: str, subjects: Sequence[Subject], kwargs: dict[str, Any],
+              on_sample: Callable[[str, int], None] | None) -> list[Side]:
+    """Each model in its own child, one after the other; the second explains the classes the first predicts."""
+    from .child import run_in_child
+
+    sides: list[Side] = []
+    classes = None
+    for subject in subjects:
+        label = subject.artifact.path.name
+
+        def progress(payload: list, label: str = label) -> None:
+            if on_sample and payload and payload[0] == "sample":
+                on_sample(label, int(payload[1]))
+
+        got = run_in_child(f"toolkit.explain:{method}_in_child", model=str(subject.artifact.path),
+                           backend=subject.backend, classes=classes, on_progress=progress, **kwargs)
+        sides.append(Side(str(subject.artifact.path), got["backend"], np.asarray(got["outputs"]),
+                          bool(got["logits"]), [int(c) for c in got["classes"]], np.asarray(got["maps"], np.float32)))
+        classes = sides[-1].classes  # comparable maps: both explain the class MODEL predicts
+    return sides
+
+
 def _same_format(main: Subject, compare: Path) -> bool:
     from . import formats
 
     try:
         return formats.detect(compare) == main.artifact.format
-    except Exception:  # noqa: BLE001 - open_subject says what is wrong with the file
+    except ToolkitError:  # open_subject says what is wrong with the file
         return False
 
 
-def _check_classes(side: Side, dataset: Any, label: str) -> None:
-    if side.outputs.ndim != 2 or side.outputs.shape[1] < 2:
-        raise UsageError(f"'{label}' answers with {side.outputs.shape[1] if side.outputs.ndim == 2 else 'no'} score "
-                         "per sample, not class scores", "Explain a classifier whose output is [N, classes]")
-    if dataset.num_classes and side.outputs.shape[1] != dataset.num_classes:
-        raise UsageError(f"'{label}' scores {side.outputs.shape[1]} classes and dataset '{Path(str(dataset.name)).name}'"
-                         f" has {dataset.num_classes}", "Pick the dataset the model was trained on")
+def check_scores(outputs: np.ndarray, num_classes: int, model: str) -> None:
+    """Class scores, one per class of the dataset: what a map of "the evidence for a class" needs."""
+    if outputs.shape[1] < 2:
+        raise UsageError(f"'{Path(model).name}' gives {outputs.shape[1]} score per sample, not class scores",
+                         "Explain a classifier whose output is [N, classes]")
+    if num_classes and outputs.shape[1] != num_classes:
+        raise UsageError(f"'{Path(model).name}' scores {outputs.shape[1]} classes and the dataset has {num_classes}",
+                         "Pick the dataset the model was trained on")
