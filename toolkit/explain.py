@@ -291,13 +291,13 @@ class Explanation:
     def to_dict(self, output: Path | None = None, files: Sequence[str] = ()) -> dict[str, Any]:
         sides = [("model", self.main)] + ([("compare", self.other)] if self.other else [])
         rows = []
+        probs = {key: side.probabilities() for key, side in sides}
         for i, index in enumerate(self.indices):
             row: dict[str, Any] = {"index": index, "label": self.labels[i], "label_name": self.name_of(self.labels[i])}
             for key, side in sides:
                 pred = side.predicted[i]
                 row[key] = {"predicted": pred, "predicted_name": self.name_of(pred),
-                            "probability": round(float(side.probabilities()[i, pred]), 6),
-                            "explained_class": side.classes[i]}
+                            "probability": round(float(probs[key][i, pred]), 6), "explained_class": side.classes[i]}
             if self.other:
                 row["correlation"] = self.correlations[i]
             if files:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..explain import FILLS, METHODS, PICKS, SEARCH
 from .options import echo_json, format_option, memory_limit_option, note, stdout_console, traceback_option
 
 
@@ -22,15 +23,15 @@ from .options import echo_json, format_option, memory_limit_option, note, stdout
 @click.option("--compare-backend", metavar="NAME", help="The backend that runs OTHER (default: its best one).")
 @click.option("--samples", type=click.IntRange(min=1, max=1000), default=8, show_default=True,
               help="How many test samples to explain.")
-@click.option("--pick", type=click.Choice(["first", "wrong", "disagree"]), default="first", show_default=True,
+@click.option("--pick", type=click.Choice(PICKS), default="first", show_default=True,
               help="Which test samples: the first ones, the first MODEL gets wrong, or the first on which MODEL and "
-                   "OTHER disagree (wrong and disagree search the first 2000).")
-@click.option("--method", type=click.Choice(["occlusion", "gradient"]), default="occlusion", show_default=True,
+                   f"OTHER disagree (wrong and disagree search the first {SEARCH}).")
+@click.option("--method", type=click.Choice(METHODS), default="occlusion", show_default=True,
               help="occlusion: through any backend (int8 files too); gradient: Keras models only.")
 @click.option("--patch", type=click.IntRange(min=1), help="Occlusion patch side in pixels (default: about a "
                                                             "seventh of the image's smaller side).")
 @click.option("--stride", type=click.IntRange(min=1), help="Occlusion patch step in pixels (default: half the patch).")
-@click.option("--fill", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
+@click.option("--fill", type=click.Choice(FILLS), default="mean", show_default=True,
               help="What an occluding patch holds: the training images' mean per channel, or zero.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads of the runtime.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
