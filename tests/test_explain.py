@@ -44,7 +44,7 @@ def error_line(proc: SimpleNamespace) -> str:
     return lines[0]
 
 
-def quadrant_model(path: Path, layout: str = "NHWC") -> Path:
+def quadrant_model(path: Path, layout: str = "NHWC", batch: int | str = "N") -> Path:
     """An ONNX model with logits [0.1 x the sum of the top-left quadrant, 0]: class 0 rests on that quadrant."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -52,11 +52,11 @@ def quadrant_model(path: Path, layout: str = "NHWC") -> Path:
     mask = np.zeros((SIDE, SIDE), np.float32)
     mask[:SIDE // 2, :SIDE // 2] = 1.0
     weights = np.stack([mask.ravel() * 0.1, np.zeros(SIDE * SIDE, np.float32)], axis=1)  # p0 about 0.77
-    shape = ["N", SIDE, SIDE, 1] if layout == "NHWC" else ["N", 1, SIDE, SIDE]
+    shape = [batch, SIDE, SIDE, 1] if layout == "NHWC" else [batch, 1, SIDE, SIDE]
     graph = helper.make_graph(
         [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])], "quadrant",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [numpy_helper.from_array(weights, "w")])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2])], [numpy_helper.from_array(weights, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
@@ -146,9 +146,27 @@ def test_logits_are_told_from_probabilities_and_maps_compared_by_pearson():
     assert explain.pearson(a, np.zeros_like(a)) is None  # a flat map correlates with nothing
 
 
-def test_image_layouts_are_read_from_the_sample_shape():
+def test_image_layouts_are_read_from_the_sample_shape_and_fills_are_per_channel():
     assert explain.image_layout((28, 28, 1)) == "NHWC" and explain.image_layout((3, 32, 32)) == "NCHW"
     assert explain.image_layout((12, 1)) is None and explain.image_layout((64, 64, 64)) is None
+    rgb = np.stack([np.full((2, 6, 6), v, np.float32) for v in (0.1, 0.5, 0.9)], axis=1)  # (N, C, H, W)
+    np.testing.assert_allclose(explain.fill_values(rgb, "NCHW", "mean"), [0.1, 0.5, 0.9], rtol=1e-6)
+    np.testing.assert_array_equal(explain.fill_values(rgb, "NCHW", "zero"), [0, 0, 0])
+
+
+def test_colour_images_are_drawn_with_both_maps_and_a_flat_map_has_no_correlation():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (1, 6, 6, 3)).astype(np.float32)
+    heat = rng.standard_normal((1, 6, 6)).astype(np.float32)
+    main = explain.Side("a.onnx", "onnxruntime", np.array([[2.0, 0.0]]), True, [0], heat)
+    other = explain.Side("a_int8.tflite", "tflite", np.array([[0.3, 0.7]]), False, [0], np.zeros_like(heat))
+    ex = explain.Explanation("rgb", [0], images, [1], ["cat", "dog"], "occlusion", {"pick": "first"}, main, other)
+    ex.correlations = explain.correlate(main, other)
+    assert ex.correlations == [None]
+    assert is_png(explain.sample_png(ex, 0))
+    row = ex.to_dict()["samples"][0]
+    assert (row["model"]["predicted_name"], row["compare"]["predicted_name"]) == ("cat", "dog")
+    assert row["compare"]["probability"] == 0.7  # already probabilities: taken as they are
 
 
 # ---------------------------------------------------------------------------------------------- through the CLI
@@ -197,8 +215,9 @@ def test_the_page_embeds_every_sample_and_needs_nothing_else(quadrant, quadrant_
     assert page.cells[first:first + 5] == ["test[0]", "0", f"0 ({p0:.0%})", f"0 ({p0:.0%})", "1.000"]
 
 
-def test_a_channels_first_model_is_explained_in_its_own_layout(tmp_path):
-    model = quadrant_model(tmp_path / "nchw.onnx", layout="NCHW")
+def test_a_channels_first_model_with_a_fixed_batch_is_explained_in_its_own_layout(tmp_path):
+    # A batch of 3 fixed in the file: 2 samples and 49 occluded images are fed 3 at a time, the last batch padded.
+    model = quadrant_model(tmp_path / "nchw.onnx", layout="NCHW", batch=3)
     data = image_data(tmp_path / "nchw.npz", (1, SIDE, SIDE))
     proc = run_cli("explain", model, "--dataset", data, "--samples", 2, "--output", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
