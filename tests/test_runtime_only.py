@@ -22,7 +22,8 @@ def runtime_venv(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("device") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "numpy", "click", "pluggy", "rich", "ai-edge-litert", "onnxruntime"], check=True)
+    subprocess.run([*pip, "numpy", "click", "pluggy", "rich", "tflite", "flatbuffers", "ai-edge-litert", "onnxruntime"],
+                   check=True)
     # Build from a copy: pip builds a local folder in place and would leave build/ and *.egg-info in the tree.
     source = venv.parent / "src"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info",
@@ -53,6 +54,18 @@ def test_bench_tflite_and_onnx_as_json_without_tensorflow(runtime_venv, artifact
     assert "tensorflow-cpu" not in results[0]["environment"]["runtime_versions"]
 
 
+def test_the_reference_backend_checks_a_tflite_file_without_tensorflow_or_onnx(runtime_venv, artifacts):
+    proc = subprocess.run([str(runtime_venv / "bin" / "toolkit"), "bench", str(artifacts["tflite_int8"]),
+                           "--backend", "reference", "--format", "json", "--runs", "5"],
+                          capture_output=True, text=True, env=device_env())
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert (result["status"], result["backend"], result["precision"]) == ("ok", "reference", "int8")
+    proc = subprocess.run([str(runtime_venv / "bin" / "toolkit"), "bench", str(artifacts["onnx"]), "--backend",
+                           "reference"], capture_output=True, text=True, env=device_env())
+    assert proc.returncode == 2 and "pip install 'edge-toolkit[reference]'" in proc.stderr
+
+
 def test_plugins_load_without_tensorflow_and_say_what_is_missing(runtime_venv):
     proc = subprocess.run([str(runtime_venv / "bin" / "toolkit"), "plugins", "--format", "json"],
                           capture_output=True, text=True, env=device_env())
@@ -60,5 +73,5 @@ def test_plugins_load_without_tensorflow_and_say_what_is_missing(runtime_venv):
     plugins = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
     assert all(p["status"] == "ok" for p in plugins.values())
     assert "pip install 'edge-toolkit[keras]'" in plugins["keras"]["items"]["backends/keras"]["unavailable"]
-    assert "pip install 'edge-toolkit[reference]'" in plugins["reference"]["items"]["backends/reference"]["unavailable"]
+    assert "unavailable" not in plugins["reference"]["items"]["backends/reference"]  # numpy runs .tflite files
     assert "unavailable" not in plugins["tflite"]["items"]["backends/tflite"]

@@ -1,9 +1,10 @@
-"""The reference backend: ONNX graphs in numpy, a second opinion on what a model computes on any machine with
-numpy and onnx.
+"""The reference backend: ONNX graphs and .tflite files in numpy, a second opinion on what a model computes on
+any machine with numpy (and onnx, for .onnx files).
 
 A graph is compiled once at load (compile.py: packed, fused kernels from kernels.py for the work, the readable
 kernels of ops.py for everything else); trace() runs it node by node with the readable kernels and returns
-every value. --threads limits the BLAS thread pool numpy's matrix products use (through threadpoolctl).
+every value. A .tflite file runs through tflite_program.py with TFLite's own integer arithmetic. --threads
+limits the BLAS thread pool numpy's matrix products use (through threadpoolctl).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, Session, TensorSpec,
-                         UsageError, first_line, library_versions, model_format)
+                         UsageError, dequantize, first_line, library_versions, model_format)
 
 from .compile import from_onnx
 from .kernels import KernelError, NodeFailure
@@ -151,7 +152,16 @@ class ReferenceSession(Session):
 
     def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with _explained():
-            return self.program.trace({s.name: inputs[s.name] for s in self.input_specs})
+            traced = self.program.trace({s.name: inputs[s.name] for s in self.input_specs})
+        # A QuantizeLinear's integers as the real numbers they stand for (its own scale and zero point).
+        for node in self.program.nodes:
+            if node.op_type == "QuantizeLinear" and node.outputs[0] in traced:
+                scale = self.program.constants.get(node.inputs[1])
+                zero = self.program.constants.get(node.inputs[2]) if len(node.inputs) > 2 else None
+                if scale is not None:
+                    traced[node.outputs[0]] = dequantize(traced[node.outputs[0]], scale,
+                                                         zero if zero is not None else [0], node.attrs.get("axis", 1))
+        return traced
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": "numpy", "numpy": np.__version__, "blas_threads_limited": self._limits is not None,
@@ -235,34 +245,73 @@ def _unsupported(model: Any) -> str | None:
     return f"the reference backend has no kernels for {', '.join(limits)}" if limits else None
 
 
+class ReferenceTFLiteSession(Session):
+    """A .tflite file run by the numpy TFLite program (tflite_program.py): TFLite's integer arithmetic, no
+    TensorFlow and no LiteRT."""
+
+    def __init__(self, program: Any):
+        self.program = program
+        self.input_specs, self.output_specs = program.input_specs, program.output_specs
+
+    def resize(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.program.resize(shapes)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.program.run(inputs)
+
+    def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        traced = {}
+        for name, value in self.program.trace(inputs).items():
+            quant = self.program.quantization(name) if not np.issubdtype(value.dtype, np.floating) else None
+            traced[name] = dequantize(value, quant[0], quant[1], quant[2]) if quant is not None else np.array(value)
+        return traced
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": "numpy (TFLite reference kernels)", "numpy": np.__version__, "blas": blas_info()}
+
+
 class ReferenceBackend(Backend):
     name = "reference"
-    formats = ("onnx",)
+    formats = ("onnx", "tflite")
     extra = "reference"
-    priority = -10  # never the default: it is the slow second opinion
-    description = "ONNX graphs compiled to numpy kernels (CNN, element-wise, normalisation, pad, reduce, transformer and control-flow operators)"
+    priority = -10  # never the default: it is the second opinion
+    description = ("numpy, a second opinion: ONNX graphs compiled to numpy kernels (CNN, recurrent, transformer, "
+                   "integer and control-flow operators); .tflite files with TFLite's integer arithmetic")
 
     def available(self) -> Availability:
-        if importlib.util.find_spec("onnx") is None:
-            return Availability(False, "onnx is not installed", self.extra)
-        return Availability(True)
+        return Availability(True)  # numpy and the tflite schema package come with the toolkit; onnx: supports()
 
     def versions(self) -> dict[str, str]:
-        return library_versions("onnx", "numpy", "threadpoolctl")
+        return library_versions("onnx", "numpy", "tflite", "threadpoolctl")
 
     def supports(self, artifact: Artifact) -> str | None:
         why = super().supports(artifact)
         if why:
             return why
         if artifact.path.stat().st_size > SUPPORTS_PARSE_LIMIT:
-            return None  # this runs in the CLI process: a big graph is checked by load(), in a child
+            return None  # this runs in the CLI process: a big model is checked by load(), in a child
+        if artifact.format == "tflite":
+            if importlib.util.find_spec("tflite") is None:
+                return "the tflite schema package is not installed (pip install tflite)"
+            from .tflite_program import unsupported_ops  # the schema package: only where .tflite files run
+
+            return unsupported_ops(artifact.path)
+        if importlib.util.find_spec("onnx") is None:
+            return f"onnx is not installed (pip install 'edge-toolkit[{self.extra}]')"
         # The graph only: external data (possibly gigabytes) stays on disk.
         return _unsupported(_load_graph(str(artifact.path), external_data=False))
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
-        why = super().supports(artifact)
+        why = Backend.supports(self, artifact)
         if why:
-            raise ModelFileError(f"{why} (in '{artifact.path.name}')", "Use the onnxruntime backend for this model")
+            raise ModelFileError(f"{why} (in '{artifact.path.name}')", "Use another backend for this model")
+        if artifact.format == "tflite":
+            from .tflite_program import TFLiteProgram
+
+            return ReferenceTFLiteSession(TFLiteProgram(artifact.path, threads=options.threads))
+        if importlib.util.find_spec("onnx") is None:
+            raise UsageError("the reference backend needs onnx to read .onnx files",
+                             f"pip install 'edge-toolkit[{self.extra}]'")
         inputs, outputs = model_format("onnx").read_specs(artifact.path)  # first: it refuses a damaged graph
         graph = _load_graph(str(artifact.path), external_data=False)
         why = _unsupported(graph)
