@@ -149,6 +149,15 @@ def test_one_file_on_two_backends_agrees_to_float_precision(artifacts):
     assert result["a"]["file"] == result["b"]["file"]
 
 
+def test_an_int8_tflite_file_on_the_reference_backend_equals_litert_reference_kernels_layer_by_layer(artifacts):
+    """The ground truth holds: every int8 value the numpy TFLite program computes is the one LiteRT's own
+    reference kernels compute, bit for bit (XNNPACK rounds differently, by up to a step here and there)."""
+    result = diff_json(artifacts["tflite_int8"], "--backend", "tflite,reference", "-o", "tflite.reference_kernels=true")
+    assert result["rows"] and all(r["identical"] for r in result["rows"]), [(r["layer"], r["max_abs"])
+                                                                            for r in result["rows"]]
+    assert result["a"]["runs_on"]["delegate"] == "reference kernels"
+
+
 def test_json_schema(int8_on_ort):
     assert int8_on_ort["schema"] == 1
     assert {"a", "b", "dataset", "split", "samples", "rows", "unmatched", "no_layer"} <= set(int8_on_ort)

@@ -27,7 +27,8 @@ SCHEMA = 1
 
 
 # ---------------------------------------------------------------------------------------------- child side
-def trace_in_child(model: str, backend: str, dataset: str, samples: int, output: str) -> dict[str, Any]:
+def trace_in_child(model: str, backend: str, dataset: str, samples: int, output: str,
+                   options: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Child entry point: trace `model` on `backend` over the first `samples` of `dataset`'s test split; the
     tensors go to the .npz `output` (t0, t1... in execution order), their names and the model's specs come back."""
     from .benchmark.measure import _feed, load_session
@@ -35,7 +36,7 @@ def trace_in_child(model: str, backend: str, dataset: str, samples: int, output:
     from .interfaces import Session
 
     artifact = Artifact.open(model)
-    be, session = load_session(artifact, backend, None, None, {})
+    be, session = load_session(artifact, backend, None, None, options or {})
     if type(session).trace is Session.trace:
         able = [b.name for b in plugins.registries().backends if b.name != be.name and artifact.format in b.formats]
         raise UsageError(f"backend {be.name} cannot give per-layer tensors",
@@ -248,10 +249,12 @@ def _fits(x: Sequence[int | None], y: Sequence[int | None]) -> bool:
 
 
 def diff(a: str | Path, b: str | Path | None = None, backends: Sequence[str] = (), dataset: str | None = None,
-         samples: int = DEFAULT_SAMPLES) -> dict[str, Any]:
+         samples: int = DEFAULT_SAMPLES, options: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Compare A with B (or A on two backends) layer by layer on real held-out samples; the report `toolkit diff`
-    prints, as plain JSON values (an infinite SQNR as None, with `identical` telling +inf from -inf)."""
+    prints, as plain JSON values (an infinite SQNR as None, with `identical` telling +inf from -inf). `options`
+    are backend options as `-o` gives them (`tflite.reference_kernels=true`, or a key every backend declares)."""
     from .child import run_in_child
+    from .options import split_backend_options
 
     if samples < 1:
         raise UsageError(f"--samples {samples} is not a number of samples", "Give 1 or more")
@@ -259,6 +262,7 @@ def diff(a: str | Path, b: str | Path | None = None, backends: Sequence[str] = (
     if b is not None:
         formats.detect(b)
     sides = plan(a, b, backends)
+    per_backend = split_backend_options(dict(options or {}), sorted({be for _, be in sides})) if options else {}
     check_inputs_agree(sides)
     data = pick_dataset(sides, dataset)
     folder = tempfile.mkdtemp(prefix="toolkit-diff-")
@@ -269,7 +273,7 @@ def diff(a: str | Path, b: str | Path | None = None, backends: Sequence[str] = (
             out = str(Path(folder) / f"side{i}.npz")
             try:
                 got = run_in_child("toolkit.diff:trace_in_child", model=str(artifact.path), backend=backend,
-                                   dataset=data, samples=samples, output=out)
+                                   dataset=data, samples=samples, output=out, options=per_backend.get(backend, {}))
             except ToolkitError as e:
                 e.message = f"{artifact.path.name} on {backend}: {e.message}"
                 raise
@@ -295,7 +299,7 @@ def diff(a: str | Path, b: str | Path | None = None, backends: Sequence[str] = (
 def _side(side: tuple[Artifact, str], meta: Mapping[str, Any], tensors: int) -> dict[str, Any]:
     artifact, backend = side
     return {"file": str(artifact.path), "backend": backend, "format": meta["format"], "precision": meta["precision"],
-            "tensors": tensors}
+            "tensors": tensors, "runs_on": meta.get("runs_on", {})}
 
 
 def _plain(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -75,3 +75,31 @@ def _kind(item: Any) -> str:
 def describe_options(item: Any) -> list[dict[str, Any]]:
     return [{"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help,
              "choices": list(o.choices)} for o in getattr(item, "options", ())]
+
+
+def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[str, dict[str, str]]:
+    """`-o KEY=VALUE` for each backend of the run (`backends`): `-o tflite.xnnpack=false` targets one backend; a
+    plain key goes to every backend of the run that declares it. A key no backend of the run takes is refused."""
+    from . import plugins
+
+    regs = plugins.registries().backends
+    per: dict[str, dict[str, str]] = {}
+    for key, value in pairs.items():
+        owner, dot, option = key.rpartition(".")
+        if dot:
+            if owner not in regs:
+                raise UnknownNameError("backend", owner, regs.names())
+            if owner not in backends:
+                raise UsageError(f"-o {key}: backend {owner} is not in this run (it runs {', '.join(backends)})",
+                                 "Drop the option, or add the backend with --backend")
+            targets = [owner]
+        else:
+            option = key
+            targets = [b for b in backends if any(o.name == option for o in regs.get(b).options)]
+            if not targets:
+                declared = sorted({f"{b}.{o.name}" for b in backends for o in regs.get(b).options})
+                raise UsageError(f"no backend in this run ({', '.join(backends)}) has the option '{key}'",
+                                 f"Their options: {', '.join(declared) or 'none'}")
+        for name in targets:
+            per.setdefault(name, {})[option] = value
+    return per

@@ -86,7 +86,9 @@ class TFLiteBackend(Backend):
     priority = 10
     device_module = "toolkit_tflite.device"
     description = "TFLite models on LiteRT (ai-edge-litert), XNNPACK by default"
-    options = (PluginOption("xnnpack", bool, True, "apply the XNNPACK delegate (off: LiteRT's reference kernels)"),)
+    options = (PluginOption("xnnpack", bool, True, "apply the XNNPACK delegate (off: LiteRT's builtin kernels)"),
+               PluginOption("reference_kernels", bool, False, "LiteRT's reference kernels (BUILTIN_REF, no XNNPACK): "
+                            "slow, the arithmetic the reference backend is held to"))
 
     def available(self) -> Availability:
         if importlib.util.find_spec("ai_edge_litert"):
@@ -103,18 +105,18 @@ class TFLiteBackend(Backend):
 
     def load(self, artifact: Artifact, options: BackendOptions) -> Session:
         runtime, module = _runtime()
-        use_xnnpack = bool(options.extra.get("xnnpack", True))
+        reference = bool(options.extra.get("reference_kernels", False))
+        use_xnnpack = bool(options.extra.get("xnnpack", True)) and not reference
         try:
             interpreter = device.make_interpreter(module, runtime, artifact.path.read_bytes(), str(artifact.path),
-                                                  options.threads, use_xnnpack)
+                                                  options.threads, use_xnnpack, reference)
         except device.LoadError as e:
             raise ModelFileError(str(e), e.hint) from None
-        delegate = device.delegate_name(use_xnnpack, artifact.precision)
+        delegate = device.delegate_name(use_xnnpack, artifact.precision, reference)
 
         def make_tracer(xnnpack: bool) -> Any:
             kwargs: dict[str, Any] = {"num_threads": options.threads, "experimental_preserve_all_tensors": True}
-            if not xnnpack and hasattr(module, "OpResolverType"):
-                kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            kwargs.update(device.resolver_kwargs(module, xnnpack, reference))
             tracer = module.Interpreter(model_content=artifact.path.read_bytes(), **kwargs)
             tracer.allocate_tensors()
             return tracer

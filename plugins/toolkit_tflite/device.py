@@ -63,11 +63,22 @@ def spec_dict(detail: Dict[str, Any]) -> Dict[str, Any]:
             "dtype": np.dtype(detail["dtype"]).name, "quantization": quant}
 
 
+def resolver_kwargs(module: Any, xnnpack: bool, reference: bool = False) -> Dict[str, Any]:
+    """The Interpreter's kernels: XNNPACK (LiteRT's default), LiteRT's optimised builtin kernels, or its reference
+    kernels (BUILTIN_REF: slow, plain C++, the arithmetic the TFLite spec describes)."""
+    if not hasattr(module, "OpResolverType"):
+        return {}
+    if reference:
+        return {"experimental_op_resolver_type": module.OpResolverType.BUILTIN_REF}
+    if not xnnpack:
+        return {"experimental_op_resolver_type": module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    return {}
+
+
 def make_interpreter(module: Any, runtime_name: str, data: bytes, name: str, threads: Optional[int],
-                     xnnpack: bool) -> Any:
+                     xnnpack: bool, reference: bool = False) -> Any:
     kwargs: Dict[str, Any] = {"num_threads": threads}
-    if not xnnpack and hasattr(module, "OpResolverType"):
-        kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    kwargs.update(resolver_kwargs(module, xnnpack, reference))
     try:
         # model_content runs the flatbuffer verifier; model_path would skip it.
         interpreter = module.Interpreter(model_content=data, **kwargs)
@@ -128,13 +139,16 @@ class DeviceSession:
 def open_session(path: str, threads: Optional[int], provider: Optional[str], options: Dict[str, Any],
                  precision: str = "") -> DeviceSession:
     runtime_name, module = runtime()
-    xnnpack = bool(options.get("xnnpack", True))
+    reference = bool(options.get("reference_kernels", False))
+    xnnpack = bool(options.get("xnnpack", True)) and not reference
     with open(path, "rb") as f:
         data = f.read()
-    interpreter = make_interpreter(module, runtime_name, data, path.rsplit("/", 1)[-1], threads, xnnpack)
-    return DeviceSession(interpreter, runtime_name, delegate_name(xnnpack, precision))
+    interpreter = make_interpreter(module, runtime_name, data, path.rsplit("/", 1)[-1], threads, xnnpack, reference)
+    return DeviceSession(interpreter, runtime_name, delegate_name(xnnpack, precision, reference))
 
 
-def delegate_name(xnnpack: bool, precision: str) -> str:
+def delegate_name(xnnpack: bool, precision: str, reference: bool = False) -> str:
     """What runs the model: XNNPACK takes no int16x8 operators, which stay on LiteRT's own kernels."""
+    if reference:
+        return "reference kernels"
     return "xnnpack" if xnnpack and precision != "int16x8" else "builtin kernels"

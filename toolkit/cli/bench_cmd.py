@@ -13,35 +13,6 @@ from ..errors import UsageError
 from .options import memory_limit_option, note, plugin_command, plugin_option, stdout_console, traceback_option
 
 
-def split_backend_options(pairs: dict[str, str], backends: list[str]) -> dict[str, dict[str, str]]:
-    """`-o KEY=VALUE` for each backend of the run (`backends`): `-o tflite.xnnpack=false` targets one backend; a
-    plain key goes to every backend of the run that declares it. A key no backend of the run takes is refused."""
-    from .. import plugins
-    from ..errors import UnknownNameError
-
-    regs = plugins.registries().backends
-    per: dict[str, dict[str, str]] = {}
-    for key, value in pairs.items():
-        owner, dot, option = key.rpartition(".")
-        if dot:
-            if owner not in regs:
-                raise UnknownNameError("backend", owner, regs.names())
-            if owner not in backends:
-                raise UsageError(f"-o {key}: backend {owner} is not in this run (it runs {', '.join(backends)})",
-                                 "Drop the option, or add the backend with --backend")
-            targets = [owner]
-        else:
-            option = key
-            targets = [b for b in backends if any(o.name == option for o in regs.get(b).options)]
-            if not targets:
-                declared = sorted({f"{b}.{o.name}" for b in backends for o in regs.get(b).options})
-                raise UsageError(f"no backend in this run ({', '.join(backends)}) has the option '{key}'",
-                                 f"Their options: {', '.join(declared) or 'none'}")
-        for name in targets:
-            per.setdefault(name, {})[option] = value
-    return per
-
-
 def target_templates(template, names, ssh_config, remote_python):
     """One request template per --target: its runner (the connection's kind), its name and its connection."""
     from dataclasses import replace
@@ -317,6 +288,8 @@ def bench(models, backends, all_backends, provider, threads, batch_text, scenari
         sizes = {m: batch_sizes(m, batches, offline_default) for m in dict.fromkeys(req.model for req in some)}
         requests += [replace(req, batch=size) for req in some for size in sizes[req.model]]
         problems += bad
+    from ..options import split_backend_options
+
     per_backend = split_backend_options(pairs, sorted({req.backend for req in requests})) if pairs else {}
     for name, given in per_backend.items():
         resolve_options(regs.backends.get(name), given)  # refuse a bad value before any child starts

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import OutputFile, echo_json, format_option, memory_limit_option, note, stdout_console, traceback_option
+from .options import (OutputFile, echo_json, format_option, memory_limit_option, note, plugin_option, stdout_console,
+                      traceback_option)
 
 SHOWN_NAMES = 6  # unpaired layers named in a note before "and N more"
 
@@ -22,12 +23,13 @@ SHOWN_NAMES = 6  # unpaired layers named in a note before "and N more"
                    "manifest, else B's); a .csv or .npz file works too.")
 @click.option("--samples", type=click.IntRange(min=1, max=100_000), default=100, show_default=True,
               help="How many held-out samples to run.")
+@plugin_option
 @format_option
 @click.option("--html", "html_path", type=OutputFile("diff.html"), help="Also write an HTML view: SQNR by layer.")
 @memory_limit_option
 @traceback_option
-def diff(a: Path, b: Path | None, backend_text: str | None, dataset: str | None, samples: int, fmt: str,
-         html_path: Path | None) -> None:
+def diff(a: Path, b: Path | None, backend_text: str | None, dataset: str | None, samples: int,
+         plugin_options: tuple[str, ...], fmt: str, html_path: Path | None) -> None:
     """Compare B with A layer by layer on real inputs: each layer's output error (max abs, RMSE, cosine
     similarity, SQNR in dB), worst layer first, then the outputs. A is the reference. Give two files (an fp32
     model and its int8 version, on their default backend or --backend NAME), or one file and two backends
@@ -40,12 +42,15 @@ def diff(a: Path, b: Path | None, backend_text: str | None, dataset: str | None,
       toolkit diff out/cnn.onnx out/cnn_int8.onnx
       toolkit diff out/cnn.tflite out/cnn_int8.tflite --format json
       toolkit diff out/cnn_int8.onnx --backend onnxruntime,reference --html diff.html
+      toolkit diff out/cnn_int8.tflite --backend tflite,reference -o tflite.reference_kernels=true
     """
     from ..diff import diff as run_diff
     from ..diff import render_html
 
+    from ..options import parse_pairs
+
     backends = [n.strip() for n in (backend_text or "").split(",") if n.strip()]
-    result = run_diff(a, b, backends, dataset, samples)
+    result = run_diff(a, b, backends, dataset, samples, parse_pairs(plugin_options))
     if html_path is not None:
         from ..atomic import write_text
 
