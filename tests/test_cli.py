@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from toolkit import operations
 from toolkit.cli import cli
 
+from parity import assert_reference_agrees
+
 from conftest import run_cli
 
 HEAVY = ("tensorflow", "keras", "onnxruntime", "tf2onnx", "ai_edge_litert")
@@ -98,7 +100,8 @@ def test_quickstart_end_to_end(tmp_path):
     results = json.loads((out / "results.json").read_text())
     pairs = {(row["artifact"], row["backend"]) for row in results["summary"]}
     assert pairs == {("cnn.tflite", "tflite"), ("cnn_int8.tflite", "tflite"), ("cnn.onnx", "onnxruntime"),
-                     ("cnn.onnx", "reference"), ("cnn_int8.onnx", "onnxruntime"), ("cnn_int8.onnx", "reference")}
+                     ("cnn.onnx", "reference"), ("cnn_int8.onnx", "onnxruntime"), ("cnn_int8.onnx", "reference"),
+                     ("cnn.tflite", "reference"), ("cnn_int8.tflite", "reference")}
     by_pair = {(row["artifact"], row["backend"]): row for row in results["summary"]}
     fp32 = by_pair[("cnn.tflite", "tflite")]["accuracy"]
     for row in results["summary"]:
@@ -107,3 +110,6 @@ def test_quickstart_end_to_end(tmp_path):
     assert by_pair[("cnn.onnx", "onnxruntime")]["speedup_vs_fp32"] == 1.0
     report = (out / "report.md").read_text()
     assert "| cnn_int8.tflite | tflite |" in report and "## Checks against the source" in report
+    # The reference backend is the ground truth for all four files (issue 10's bounds, on the held-out digits).
+    for name in ("cnn.tflite", "cnn_int8.tflite", "cnn.onnx", "cnn_int8.onnx"):
+        assert_reference_agrees(out / name, "digits")

@@ -12,11 +12,12 @@ from conftest import run_cli
 
 @pytest.mark.slow
 def test_quickstart_on_fashion_mnist_keeps_int8_within_one_point(tmp_path):
-    """The main job as `make demo` runs it (fewer timed runs): its own check holds int8 to 1 point of fp32.
-    The numpy reference backend is left out here: evaluating 10,000 images on it costs a minute, and
-    test_cli's quickstart covers it."""
+    """The main job as `make demo` runs it, on a third of the training images and with fewer timed runs (the
+    suite's time): its own check holds int8 to 1 point of fp32 on all 10,000 test images. The numpy reference
+    backend is left out here (test_cli's quickstart covers it)."""
     out = tmp_path / "qs"
-    proc = run_cli("quickstart", "--output", str(out), "--runs", "20", env={"TOOLKIT_BLOCK_PLUGINS": "reference"})
+    proc = run_cli("quickstart", "--output", str(out), "--runs", "20", "--limit", "20000",
+                   env={"TOOLKIT_BLOCK_PLUGINS": "reference"})
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "results.json").read_text())["summary"]
     assert json.loads((out / "results.json").read_text())["dataset"] == "fashion-mnist"
@@ -26,4 +27,4 @@ def test_quickstart_on_fashion_mnist_keeps_int8_within_one_point(tmp_path):
                                 ("cnn_int8.onnx", "cnn.onnx", "onnxruntime")):
         assert abs(rows[(int8, backend)]["accuracy"] - rows[(fp32, backend)]["accuracy"]) <= 0.01
         assert rows[(int8, backend)]["accuracy_drop_vs_fp32"] <= 0.01
-    assert rows[("cnn.tflite", "tflite")]["accuracy"] > 0.85
+    assert rows[("cnn.tflite", "tflite")]["accuracy"] > 0.8  # 83.8% on 20,000 images (88% on all 60,000)

@@ -12,6 +12,8 @@ import pytest
 from toolkit import operations
 from toolkit.errors import CheckFailedError
 
+from parity import assert_reference_agrees
+
 from conftest import bench_json, run_cli
 
 
@@ -78,6 +80,9 @@ def converts_and_quantizes(family: str, model, tmp_path) -> None:  # also used b
     for tflite in ("fp32.tflite", "int8.tflite"):
         ops = json.loads((tmp_path / f"{tflite}.manifest.json").read_text())["extra"]["ops"]
         assert ops and not [op for op in ops if op.startswith("Flex")]
+    dataset = made[0].manifest.metrics["evaluation"]["dataset"]
+    for path in [tmp_path / "int8.tflite"] + [a.path for a in made]:  # the reference backend agrees on each
+        assert_reference_agrees(path, dataset)
 
 
 @pytest.mark.slow
@@ -107,6 +112,8 @@ def test_the_lstm_is_unrolled_for_tflite_quantizes_to_full_int8_and_runs_on_both
                                "--runs", "5", "--dataset", "co2")
     assert proc.returncode == 0, proc.stderr
     fp32, int8, ort = (r["evaluation"] for r in results)
+    for path in (tmp_path / "lstm.tflite", tmp_path / "lstm_int8.tflite", onnx.path):
+        assert_reference_agrees(path, "co2")
     assert fp32["mae"] == pytest.approx(metrics["mae"], rel=1e-3) and ort["mae"] == pytest.approx(metrics["mae"], rel=1e-3)
     assert int8["mae"] < 2 * fp32["mae"]
 

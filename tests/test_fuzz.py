@@ -179,9 +179,9 @@ def test_onnx_node_test_models_on_every_onnx_backend(tmp_path):
 @pytest.mark.slow
 def test_the_cli_on_mutated_and_onnx_test_models(tmp_path):
     # The whole command, a fresh process per model: one labelled line per message, an exit code of 0, 1 or 2.
-    cases = fuzz.make_cases(tmp_path / "fuzz", 8, seed=13)
-    paths = [c.path for c in cases] + fuzz.onnx_node_models(tmp_path / "node", 4)
+    cases = fuzz.make_cases(tmp_path / "fuzz", 6, seed=13)
+    paths = [c.path for c in cases] + fuzz.onnx_node_models(tmp_path / "node", 3)
     outcomes = [harness.cli_outcome(p) for p in paths]
-    show("toolkit bench, 12 models", {"cli": outcomes})
+    show("toolkit bench, 9 models", {"cli": outcomes})
     assert_no_defects(outcomes)
     assert harness.counts(outcomes)[OK] >= 2
