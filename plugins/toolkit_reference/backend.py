@@ -126,7 +126,8 @@ def _check_wiring(model: Any, inputs: list[TensorSpec]) -> None:
 class ReferenceSession(Session):
     def __init__(self, model: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int | None):
         try:
-            self.program = from_onnx(model.graph, [s.name for s in inputs], [s.name for s in outputs])
+            opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+            self.program = from_onnx(model.graph, [s.name for s in inputs], [s.name for s in outputs], opset)
         except KernelError as e:  # a constant sub-graph the kernels refuse, found while folding it
             raise UsageError(f"the reference backend has no kernel for this use of {e.op_type}: {e.reason}",
                              "Use the onnxruntime backend for this model") from None
@@ -206,8 +207,6 @@ def _limits(node: Any, weight_ranks: dict[str, int], opset: int | None) -> str |
         rank = len(kernel) if kernel else (weight_ranks.get(node.input[1], 4) - 2 if len(node.input) > 1 else 2)
         if rank != 2:
             return f"{rank}-D {node.op_type}"
-        if "ceil_mode" in attrs and attrs["ceil_mode"].i:
-            return f"{node.op_type} with ceil_mode=1"
     if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]:
         return "MaxPool's Indices output"
     if node.op_type == "Slice" and opset is not None and opset < 10:

@@ -234,15 +234,20 @@ def _alias(source: int, result: int) -> Step:
 
 
 # ---------------------------------------------------------------------------------------------- from ONNX
-def from_onnx(graph: Any, inputs: list[str], outputs: list[str]) -> Program:
-    """Compile an ONNX GraphProto whose runs are fed `inputs` (by name, in order) and return `outputs`."""
+# Operators whose meaning changed with the opset: their kernels are told the model's (attribute "opset").
+OPSET_DEPENDENT = frozenset({"Softmax"})
+
+
+def from_onnx(graph: Any, inputs: list[str], outputs: list[str], opset: int | None = None) -> Program:
+    """Compile an ONNX GraphProto whose runs are fed `inputs` (by name, in order) and return `outputs`; `opset`
+    is the model's default-domain opset."""
     from onnx import numpy_helper
 
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    return Program([_node(n) for n in graph.node], constants, inputs, outputs)
+    return Program([_node(n, opset) for n in graph.node], constants, inputs, outputs)
 
 
-def _node(proto: Any) -> Node:
+def _node(proto: Any, opset: int | None = None) -> Node:
     from onnx import helper, numpy_helper
 
     attrs: dict[str, Any] = {}
@@ -254,6 +259,8 @@ def _node(proto: Any) -> Node:
             value = numpy_helper.to_array(value)
         attrs[a.name] = value
     inputs = list(proto.input)
+    if proto.op_type in OPSET_DEPENDENT and opset is not None:
+        attrs["opset"] = opset
     if proto.op_type == "Split" and "split" not in attrs:
         attrs.setdefault("num_outputs", len(proto.output))  # the kernel sees no outputs: how many parts
     if proto.op_type in ("If", "Loop"):
@@ -262,7 +269,7 @@ def _node(proto: Any) -> Node:
         outer = sorted({name for b in branches for name in free_names(attrs[b])})
         for b in branches:
             formal = [i.name for i in attrs[b].input]
-            attrs[b] = from_onnx(attrs[b], formal + outer, [o.name for o in attrs[b].output])
+            attrs[b] = from_onnx(attrs[b], formal + outer, [o.name for o in attrs[b].output], opset)
         attrs["outer_count"] = len(outer)
         inputs += outer
     return Node(proto.op_type, inputs, list(proto.output), attrs, proto.name)

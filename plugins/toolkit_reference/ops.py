@@ -79,33 +79,55 @@ def conv(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
     return [y.astype(x.dtype, copy=False)]
 
 
+def _pool_pads(x: np.ndarray, attrs: dict[str, Any], kernel: tuple[int, int], strides: tuple[int, int],
+               dilations: tuple[int, int]) -> tuple[list[int], list[int]]:
+    """(the pads windows are taken over, the model's own pads): with ceil_mode=1 the output rounds up, and the
+    last window may run past the end: the first list pads the end further for it (a window never starts in
+    the end padding, as ONNX Runtime and PyTorch rule)."""
+    pads = _pads(attrs, x, kernel, strides, dilations)
+    if not attrs.get("ceil_mode", 0):
+        return pads, pads
+    taken = list(pads)
+    for axis, (size, k, s, d) in enumerate(zip(x.shape[2:], kernel, strides, dilations)):
+        span, padded = (k - 1) * d + 1, size + pads[axis] + pads[axis + 2]
+        out = -(-(padded - span) // s) + 1
+        if (out - 1) * s >= size + pads[axis]:
+            out -= 1
+        taken[axis + 2] += max(0, (out - 1) * s + span - padded)
+    return taken, pads
+
+
+def _pool_args(x: np.ndarray, attrs: dict[str, Any], name: str) -> tuple:
+    kernel = tuple(attrs["kernel_shape"])
+    if x.ndim != 4 or len(kernel) != 2:
+        raise NotImplementedError(f"{name}: only 2-D pooling")
+    strides = tuple(attrs.get("strides", (1, 1)))
+    dilations = tuple(attrs.get("dilations", (1, 1)))
+    return kernel, strides, dilations, *_pool_pads(x, attrs, kernel, strides, dilations)
+
+
 @op("MaxPool")
 def max_pool(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
     x = inputs[0]
-    if attrs.get("ceil_mode", 0):
-        raise NotImplementedError("MaxPool: ceil_mode=1")
-    kernel = tuple(attrs["kernel_shape"])
-    if x.ndim != 4 or len(kernel) != 2:
-        raise NotImplementedError("MaxPool: only 2-D pooling")
-    strides = tuple(attrs.get("strides", (1, 1)))
-    dilations = tuple(attrs.get("dilations", (1, 1)))
-    pads = _pads(attrs, x, kernel, strides, dilations)
+    kernel, strides, dilations, pads, _ = _pool_args(x, attrs, "MaxPool")
     return [_windows(x, kernel, strides, dilations, pads, -np.inf).max(axis=(4, 5))]
 
 
 @op("AveragePool")
 def average_pool(inputs: list[Any], attrs: dict[str, Any]) -> list[np.ndarray]:
     x = inputs[0]
-    kernel = tuple(attrs["kernel_shape"])
-    if x.ndim != 4 or len(kernel) != 2:
-        raise NotImplementedError("AveragePool: only 2-D pooling")
-    if attrs.get("ceil_mode", 0):
-        raise NotImplementedError("AveragePool: ceil_mode=1")
-    strides = tuple(attrs.get("strides", (1, 1)))
-    pads = _pads(attrs, x, kernel, strides, (1, 1))
-    if any(pads) and not attrs.get("count_include_pad", 0):
-        raise NotImplementedError("AveragePool: padding without count_include_pad")
-    return [_windows(x, kernel, strides, (1, 1), pads, 0.0).mean(axis=(4, 5)).astype(x.dtype)]
+    kernel, strides, dilations, pads, own = _pool_args(x, attrs, "AveragePool")
+    total = _windows(x.astype(np.float64), kernel, strides, dilations, pads, 0.0).sum(axis=(4, 5))
+    # What each window averages over: the input, plus the model's own padding with count_include_pad=1, never
+    # the extra end padding of ceil_mode.
+    counted = np.ones((1, 1) + x.shape[2:])
+    if attrs.get("count_include_pad", 0):
+        counted = np.pad(counted, ((0, 0), (0, 0), (own[0], own[2]), (own[1], own[3])), constant_values=1.0)
+        shift = [p - o for p, o in zip(pads, own)]
+    else:
+        shift = pads
+    counts = _windows(counted, kernel, strides, dilations, shift, 0.0).sum(axis=(4, 5))
+    return [(total / counts).astype(x.dtype)]
 
 
 @op("GlobalAveragePool")
@@ -131,6 +153,10 @@ def tanh(inputs, attrs):
 @op("Softmax")
 def softmax(inputs, attrs):
     x = inputs[0]
+    if attrs.get("opset", 13) < 13:  # before opset 13: over every axis from `axis` (default 1) on, as one
+        axis = int(attrs.get("axis", 1)) % max(x.ndim, 1)
+        flat = x.reshape(int(np.prod(x.shape[:axis])), -1)
+        return [softmax([flat], {"axis": 1})[0].reshape(x.shape)]
     axis = int(attrs.get("axis", -1))
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return [(e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)]
@@ -333,6 +359,37 @@ OPS["Greater"] = _binary(np.greater)
 @op("Max")
 def max_(inputs, attrs):
     return [functools.reduce(np.maximum, inputs)]
+
+
+@op("Sum")
+def sum_(inputs, attrs):
+    return [functools.reduce(np.add, inputs)]
+
+
+@op("Mean")
+def mean_(inputs, attrs):
+    return [(functools.reduce(np.add, inputs) / len(inputs)).astype(inputs[0].dtype)]
+
+
+@op("Dropout")
+def dropout(inputs, attrs):
+    """Inference: the input, and a mask of ones. Training mode (a random mask) is not a reference."""
+    training = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.array(False)
+    if bool(np.asarray(training).reshape(-1)[0]):
+        raise NotImplementedError("Dropout in training mode (a random mask)")
+    return [inputs[0], np.ones(inputs[0].shape, dtype=bool)]
+
+
+@op("LRN")
+def lrn(inputs, attrs):
+    x = inputs[0]
+    size = int(attrs["size"])
+    alpha, beta, bias = float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)), float(attrs.get("bias", 1.0))
+    squares = np.square(x.astype(np.float64))
+    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2  # floor((size-1)/2) before, ceil((size-1)/2) after
+    padded = np.pad(squares, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
+    window = sum(padded[:, i:i + x.shape[1]] for i in range(size))
+    return [(x / (bias + alpha / size * window) ** beta).astype(x.dtype)]
 
 
 @op("Min")
