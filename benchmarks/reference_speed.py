@@ -78,6 +78,12 @@ def measure(runtime: str, path: Path, batch: int, runs: int, seconds: float, bla
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def blas_kernel(result: dict) -> str:
+    """The BLAS library, version, kernel and threads threadpoolctl saw in the measuring process."""
+    return ", ".join(f"{b['internal_api']} {b.get('version')} {b.get('architecture')} x{b['num_threads']}"
+                     for b in result.get("blas", [])) or "-"
+
+
 def fmt_us(value: float | None) -> str:
     return "-" if value is None else (f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} us")
 
@@ -97,8 +103,8 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
 
     print(f"reference backend vs ONNX Runtime, 1 thread, {', '.join(BLAS_VARIABLES)} unset (p50 per call)\n")
-    print("| model | batch | onnxruntime | reference | ratio | onnx.reference | ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | batch | onnxruntime | reference | ratio | onnx.reference | ratio | BLAS kernel |")
+    print("|---|---|---|---|---|---|---|---|")
     worst, rows = 0.0, []
     for precision, path in models.items():
         for batch in batches:
@@ -111,7 +117,7 @@ def main() -> None:
             rows.append((precision, batch, ort))
             print(f"| cnn {precision} | {batch} | {fmt_us(ort.get('p50'))} | {fmt_us(ref.get('p50'))} | "
                   f"{'-' if ratio is None else f'{ratio:.1f}x'} | {fmt_us(evaluator.get('p50'))} | "
-                  f"{'-' if other is None else f'{other:.0f}x'} |")
+                  f"{'-' if other is None else f'{other:.0f}x'} | {blas_kernel(ref)} |")
             for side, result in (("onnxruntime", ort), ("reference", ref), ("onnx.reference", evaluator)):
                 if "error" in result:
                     print(f"  ({side} failed: {result['error']})")
@@ -122,10 +128,8 @@ def main() -> None:
     for precision, batch, ort in rows:
         ref = measure("reference", models[precision], batch, args.runs, args.seconds, blas_env=True)
         ratio = ref["p50"] / ort["p50"] if "p50" in ref and "p50" in ort else None
-        kernel = ", ".join(f"{b['internal_api']} {b.get('version')} {b.get('architecture')} x{b['num_threads']}"
-                           for b in ref.get("blas", [])) or "-"
         print(f"| cnn {precision} | {batch} | {fmt_us(ref.get('p50'))} | "
-              f"{'-' if ratio is None else f'{ratio:.1f}x'} | {kernel} |")
+              f"{'-' if ratio is None else f'{ratio:.1f}x'} | {blas_kernel(ref)} |")
     verdict = "PASS" if worst <= TARGET_RATIO else "FAIL"
     print(f"\n{verdict}: the worst reference/onnxruntime ratio is {worst:.1f}x (target <= {TARGET_RATIO:.0f}x)")
 
