@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from browser import needs_chromium, open_in_chromium  # tests/support
 from conftest import TOOLKIT, digits_test
-from toolkit import explain
+from toolkit import explain, explain_page, saliency
 from toolkit.cli import cli
 
 SIDE = 8  # the quadrant model's images: 8x8x1, its quadrant the top-left 4x4
@@ -119,16 +119,16 @@ def is_png(data: bytes) -> bool:
 
 # ---------------------------------------------------------------------------------------------- the maths
 def test_patches_cover_the_whole_image_and_scale_with_it():
-    assert explain.default_patch(8, 8) == (2, 1) and explain.default_patch(28, 28) == (4, 2)
-    assert explain.default_patch(224, 224) == (32, 16)
-    assert explain.positions(28, 4, 2) == list(range(0, 25, 2))
-    assert explain.positions(10, 4, 4) == [0, 4, 6]  # the last patch reaches the far edge
+    assert saliency.default_patch(8, 8) == (2, 1) and saliency.default_patch(28, 28) == (4, 2)
+    assert saliency.default_patch(224, 224) == (32, 16)
+    assert saliency.positions(28, 4, 2) == list(range(0, 25, 2))
+    assert saliency.positions(10, 4, 4) == [0, 4, 6]  # the last patch reaches the far edge
 
 
 def test_the_occlusion_map_of_a_quadrant_score_lights_that_quadrant_only():
     image = np.random.default_rng(1).uniform(0.5, 1.0, (SIDE, SIDE, 1)).astype(np.float32)
     score = lambda batch: batch[:, :4, :4, 0].sum(axis=(1, 2))  # noqa: E731
-    heat = explain.occlusion_map(image, score, patch=2, stride=2, fill=np.zeros(1, np.float32))
+    heat = saliency.occlusion_map(image, score, patch=2, stride=2, fill=np.zeros(1, np.float32))
     assert heat.shape == (SIDE, SIDE)
     # Patches that do not overlap: each pixel gets the drop of the one patch that hides it, its pixels' sum.
     expected = image[:4, :4, 0].reshape(2, 2, 2, 2).sum(axis=(1, 3))
@@ -137,21 +137,21 @@ def test_the_occlusion_map_of_a_quadrant_score_lights_that_quadrant_only():
 
 
 def test_logits_are_told_from_probabilities_and_maps_compared_by_pearson():
-    assert explain.is_probabilities(np.array([[0.2, 0.8], [1.0, 0.0]]))
-    assert not explain.is_probabilities(np.array([[2.0, -1.0]]))
-    np.testing.assert_allclose(explain.probabilities(np.array([[0.0, np.log(3.0)]]), logits=True), [[0.25, 0.75]])
+    assert saliency.is_probabilities(np.array([[0.2, 0.8], [1.0, 0.0]]))
+    assert not saliency.is_probabilities(np.array([[2.0, -1.0]]))
+    np.testing.assert_allclose(saliency.probabilities(np.array([[0.0, np.log(3.0)]]), logits=True), [[0.25, 0.75]])
     a = np.arange(16.0).reshape(4, 4)
-    assert explain.pearson(a, 2 * a + 1) == pytest.approx(1.0)
-    assert explain.pearson(a, -a) == pytest.approx(-1.0)
-    assert explain.pearson(a, np.zeros_like(a)) is None  # a flat map correlates with nothing
+    assert saliency.pearson(a, 2 * a + 1) == pytest.approx(1.0)
+    assert saliency.pearson(a, -a) == pytest.approx(-1.0)
+    assert saliency.pearson(a, np.zeros_like(a)) is None  # a flat map correlates with nothing
 
 
 def test_image_layouts_are_read_from_the_sample_shape_and_fills_are_per_channel():
-    assert explain.image_layout((28, 28, 1)) == "NHWC" and explain.image_layout((3, 32, 32)) == "NCHW"
-    assert explain.image_layout((12, 1)) is None and explain.image_layout((64, 64, 64)) is None
+    assert saliency.image_layout((28, 28, 1)) == "NHWC" and saliency.image_layout((3, 32, 32)) == "NCHW"
+    assert saliency.image_layout((12, 1)) is None and saliency.image_layout((64, 64, 64)) is None
     rgb = np.stack([np.full((2, 6, 6), v, np.float32) for v in (0.1, 0.5, 0.9)], axis=1)  # (N, C, H, W)
-    np.testing.assert_allclose(explain.fill_values(rgb, "NCHW", "mean"), [0.1, 0.5, 0.9], rtol=1e-6)
-    np.testing.assert_array_equal(explain.fill_values(rgb, "NCHW", "zero"), [0, 0, 0])
+    np.testing.assert_allclose(saliency.fill_values(rgb, "NCHW", "mean"), [0.1, 0.5, 0.9], rtol=1e-6)
+    np.testing.assert_array_equal(saliency.fill_values(rgb, "NCHW", "zero"), [0, 0, 0])
 
 
 def test_colour_images_are_drawn_with_both_maps_and_a_flat_map_has_no_correlation():
@@ -163,7 +163,7 @@ def test_colour_images_are_drawn_with_both_maps_and_a_flat_map_has_no_correlatio
     ex = explain.Explanation("rgb", [0], images, [1], ["cat", "dog"], "occlusion", {"pick": "first"}, main, other)
     ex.correlations = explain.correlate(main, other)
     assert ex.correlations == [None]
-    assert is_png(explain.sample_png(ex, 0))
+    assert is_png(explain_page.sample_png(ex, 0))
     row = ex.to_dict()["samples"][0]
     assert (row["model"]["predicted_name"], row["compare"]["predicted_name"]) == ("cat", "dog")
     assert row["compare"]["probability"] == 0.7  # already probabilities: taken as they are

@@ -1,24 +1,22 @@
 """Saliency maps of image classifiers on real samples: occlusion through any backend (so int8 .tflite and .onnx
 files work), gradients where the model is Keras; one PNG per sample and one self-contained index.html.
 
-The maths (patch positions, occluded batches, drops to maps, Pearson correlation) is plain numpy with the model
-given as a function; the models run in child processes (occlusion_in_child, gradient_in_child); drawing uses
-matplotlib's Agg canvas (the `report` extra). Nothing here imports TensorFlow except gradient_in_child, in its child.
+The maths is in saliency.py and the drawing and the page in explain_page.py; here, the models run in child
+processes (occlusion_in_child, gradient_in_child) and the command's work is put together. Nothing here imports
+TensorFlow except gradient_in_child, in its child.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import MissingRuntimeError, ToolkitError, UsageError
+from .errors import ToolkitError, UsageError
+from .saliency import (CHUNK, default_patch, fill_values, image_layout, is_probabilities, occlusion_map, pearson,
+                       probabilities, spatial, windows)
 
 METHODS = ("occlusion", "gradient")
 FILLS = ("mean", "zero")
@@ -26,106 +24,6 @@ PICKS = ("first", "wrong", "disagree")
 SEARCH = 2000  # test samples searched by --pick wrong and --pick disagree
 PICKED = {"first": "the first ones", "wrong": f"the first the model gets wrong (among the first {SEARCH})",
           "disagree": f"the first on which the two models disagree (among the first {SEARCH})"}
-CHUNK = 64  # occluded images per call on a dynamic batch: bounded memory for large images
-# How far dequantized int8 probabilities may stray from a distribution (10 classes, half a step of 1/256 each).
-PROBABILITY_TOLERANCE = 0.05
-
-
-# ---------------------------------------------------------------------------------------------- the maths
-def image_layout(sample_shape: Sequence[int]) -> str | None:
-    """"NHWC" or "NCHW" for one sample's shape (H, W, C) or (C, H, W), with 1, 3 or 4 channels; None otherwise."""
-    if len(sample_shape) != 3:
-        return None
-    a, b, c = (int(d) for d in sample_shape)
-    if c in (1, 3, 4) and min(a, b) >= 4:
-        return "NHWC"
-    if a in (1, 3, 4) and min(b, c) >= 4:
-        return "NCHW"
-    return None
-
-
-def spatial(images: np.ndarray, layout: str) -> np.ndarray:
-    """Images (N, ...) as (N, H, W, C), whatever their layout (a view, no copy)."""
-    return images if layout == "NHWC" else np.moveaxis(images, 1, -1)
-
-
-def default_patch(height: int, width: int) -> tuple[int, int]:
-    """(patch, stride) for an image: about a seventh of its smaller side (2 pixels at least), half-overlapping.
-    8x8 digits: 2, stride 1 (49 positions); 28x28: 4, stride 2 (169); 224x224: 32, stride 16 (169)."""
-    side = min(height, width)
-    patch = max(2, round(side / 7)) if side >= 4 else 1
-    return patch, max(1, patch // 2)
-
-
-def positions(size: int, patch: int, stride: int) -> list[int]:
-    """Top (or left) edges of the patches along one side; the last patch always reaches the far edge."""
-    starts = list(range(0, size - patch + 1, stride))
-    if starts[-1] != size - patch:
-        starts.append(size - patch)
-    return starts
-
-
-def windows(height: int, width: int, patch: int, stride: int) -> list[tuple[int, int]]:
-    return [(top, left) for top in positions(height, patch, stride) for left in positions(width, patch, stride)]
-
-
-def occluded(image: np.ndarray, spots: Sequence[tuple[int, int]], patch: int, fill: np.ndarray) -> np.ndarray:
-    """Copies of `image` (H, W, C), one per spot, each with a patch x patch square filled with `fill` (per channel)."""
-    batch = np.repeat(image[None], len(spots), axis=0)
-    for i, (top, left) in enumerate(spots):
-        batch[i, top:top + patch, left:left + patch, :] = fill
-    return batch
-
-
-def occlusion_map(image: np.ndarray, score: Callable[[np.ndarray], np.ndarray], patch: int, stride: int,
-                  fill: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-    """How much hiding each pixel lowers the score (H, W): `score` maps images (B, H, W, C) to the explained class's
-    score (B,). A patch's drop goes to every pixel it hides, averaged over the patches that hide the pixel
-    (Zeiler and Fergus' occlusion, aggregated as Captum does). Positive: evidence for the class."""
-    height, width = image.shape[:2]
-    base = float(score(image[None])[0])
-    spots = windows(height, width, patch, stride)
-    total = np.zeros((height, width), np.float64)
-    count = np.zeros((height, width), np.float64)
-    for lo in range(0, len(spots), chunk):
-        part = spots[lo:lo + chunk]
-        drops = base - np.asarray(score(occluded(image, part, patch, fill)), np.float64)
-        for (top, left), drop in zip(part, drops):
-            total[top:top + patch, left:left + patch] += drop
-            count[top:top + patch, left:left + patch] += 1
-    return (total / np.maximum(count, 1)).astype(np.float32)
-
-
-def is_probabilities(outputs: np.ndarray) -> bool:
-    """Whether each row is already a distribution (in [0, 1], summing to 1 within dequantization's error)."""
-    out = np.asarray(outputs, np.float64)
-    return bool(out.min() >= -1e-3 and out.max() <= 1 + 1e-3
-                and np.all(np.abs(out.sum(axis=-1) - 1.0) <= PROBABILITY_TOLERANCE))
-
-
-def probabilities(outputs: np.ndarray, logits: bool) -> np.ndarray:
-    """Rows of class probabilities: the softmax of logits, else the outputs as they are."""
-    out = np.asarray(outputs, np.float64)
-    if not logits:
-        return out
-    z = np.exp(out - out.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson's correlation of two maps over their pixels; None when one is flat (no correlation is defined)."""
-    x = np.asarray(a, np.float64).ravel() - np.mean(a)
-    y = np.asarray(b, np.float64).ravel() - np.mean(b)
-    denom = math.sqrt(float(x @ x) * float(y @ y))
-    return float(x @ y / denom) if denom > 0 else None
-
-
-def fill_values(train: np.ndarray, layout: str, how: str) -> np.ndarray:
-    """What an occluding patch is filled with, per channel: the training images' mean, or zero."""
-    channels = spatial(train[:1], layout).shape[-1]
-    if how == "zero":
-        return np.zeros(channels, np.float32)
-    return spatial(np.asarray(train, np.float32), layout).reshape(-1, channels).mean(axis=0).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- child side
@@ -320,156 +218,6 @@ class Explanation:
 
 def correlate(main: Side, other: Side) -> list[float | None]:
     return [None if c is None else round(c, 4) for c in (pearson(a, b) for a, b in zip(main.maps, other.maps))]
-
-
-# ---------------------------------------------------------------------------------------------- drawing
-def need_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingRuntimeError("matplotlib, which draws the heat maps,", "report") from None
-
-
-def _figure(width: float, height: float) -> Any:
-    # The Agg canvas on a bare Figure: no pyplot, no global backend, no display.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()
-
-
-def _mpl(text: str) -> str:
-    return str(text).replace("$", r"\$")  # a '$' in a name must not start mathtext
-
-
-def _shown(image: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """An image (H, W, C) scaled to [0, 1] for display, with the colour map for one channel."""
-    img = np.asarray(image, np.float64)
-    span = img.max() - img.min()
-    img = (img - img.min()) / span if span > 0 else np.zeros_like(img)
-    return (img[..., 0], "gray") if img.shape[-1] == 1 else (img[..., :3], None)
-
-
-def _overlay(ax: Any, image: np.ndarray, heat: np.ndarray, signed: bool, title: str) -> Any:
-    shown, cmap = _shown(image)
-    ax.imshow(shown, cmap=cmap, interpolation="nearest")
-    limit = float(np.abs(heat).max()) or 1.0
-    if signed:
-        im = ax.imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6, interpolation="nearest")
-    else:
-        im = ax.imshow(heat, cmap="inferno", vmin=0, vmax=limit, alpha=0.6, interpolation="nearest")
-    ax.set_title(_mpl(title), fontsize=8)
-    ax.set_axis_off()
-    return im
-
-
-def sample_png(ex: Explanation, i: int) -> bytes:
-    """One sample: the image, then each model's map over it, titled with its prediction (and the correlation)."""
-    sides = [ex.main] + ([ex.other] if ex.other else [])
-    fig = _figure(2.6 * (1 + len(sides)), 2.9)
-    axes = fig.subplots(1, 1 + len(sides))
-    shown, cmap = _shown(ex.images[i])
-    axes[0].imshow(shown, cmap=cmap, interpolation="nearest")
-    axes[0].set_title(_mpl(f"test[{ex.indices[i]}]: {ex.name_of(ex.labels[i])}"), fontsize=8)
-    axes[0].set_axis_off()
-    signed = ex.method == "occlusion"
-    for ax, side in zip(axes[1:], sides):
-        pred, explained = side.predicted[i], side.classes[i]
-        prob = side.probabilities()[i, pred]
-        about = "" if explained == pred else f", map of {ex.name_of(explained)}"
-        im = _overlay(ax, ex.images[i], side.maps[i], signed,
-                      f"{Path(side.model).name} ({side.backend})\n{ex.name_of(pred)} {prob:.0%}{about}")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
-    if ex.other:
-        r = ex.correlations[i]
-        fig.suptitle(f"maps' correlation r = {r:.3f}" if r is not None else "maps' correlation: undefined (a flat map)",
-                     fontsize=9)
-    return _png(fig)
-
-
-def png_files(ex: Explanation) -> list[str]:
-    return [f"sample-{index:05d}.png" for index in ex.indices]
-
-
-# ---------------------------------------------------------------------------------------------- the page
-CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f4f4f4}
-img.map{max-width:100%;height:auto}.bad{color:#c0392b;font-weight:bold}p.note{color:#555;max-width:60em}"""
-
-
-def render_html(ex: Explanation, pngs: Sequence[bytes]) -> str:
-    """One self-contained page: settings, then per sample its figure (a data: URI), label, predictions and the
-    correlation. No script, nothing loaded from elsewhere."""
-    e = html.escape
-    sides = [ex.main] + ([ex.other] if ex.other else [])
-    data = ex.to_dict()
-    what = (f"Occlusion: a {ex.settings['patch']}x{ex.settings['patch']} patch, stride {ex.settings['stride']}, "
-            f"filled with {ex.settings['fill_text']}, slides over each image; a pixel's value is the mean drop of "
-            "the explained class's probability over the patches that hide it (red: evidence for the class, blue: "
-            "against)." if ex.method == "occlusion" else
-            "Gradient: |d probability / d pixel| of the explained class, the largest over channels.")
-    head = [f"<h1>Saliency maps: {e(Path(ex.main.model).name)}</h1>",
-            f"<p>{len(ex.indices)} samples of {e(ex.dataset)}'s test split: {e(PICKED[ex.settings['pick']])}.</p>",
-            f"<p class=\"note\">{e(what)}</p>", "<table>",
-            "<tr><th>model</th><th>backend</th><th>scores</th></tr>"]
-    for side in sides:
-        head.append(f"<tr><td>{e(side.model)}</td><td>{e(side.backend)}</td><td>{e(side.score_kind)}</td></tr>")
-    head.append("</table>")
-    if ex.other:
-        mean = data["mean_correlation"]
-        head.append(f"<p>Mean correlation of the maps: <b>{mean:.3f}</b>; predictions agree on "
-                    f"{data['agreement']:.0%} of the samples. Both maps explain the class "
-                    f"{e(Path(ex.main.model).name)} predicts.</p>" if mean is not None else
-                    "<p>Mean correlation of the maps: undefined (flat maps).</p>")
-    rows = ["<table>", "<tr><th>sample</th><th>label</th>" + "".join(
-        f"<th>{e(Path(s.model).name)}</th>" for s in sides) + ("<th>correlation</th>" if ex.other else "")
-            + "<th>maps</th></tr>"]
-    for i, row in enumerate(data["samples"]):
-        cells = [f"<td>test[{row['index']}]</td>", f"<td>{e(row['label_name'])}</td>"]
-        for key in ("model", "compare")[:len(sides)]:
-            pred = row[key]
-            wrong = " class=\"bad\"" if pred["predicted"] != row["label"] else ""
-            cells.append(f"<td{wrong}>{e(pred['predicted_name'])} ({pred['probability']:.0%})</td>")
-        if ex.other:
-            r = row["correlation"]
-            cells.append(f"<td>{'undefined' if r is None else f'{r:.3f}'}</td>")
-        uri = "data:image/png;base64," + base64.b64encode(pngs[i]).decode("ascii")
-        cells.append(f"<td><img class=\"map\" data-sample=\"{row['index']}\" alt=\"maps of test[{row['index']}]\" "
-                     f"src=\"{uri}\"></td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    rows.append("</table>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>toolkit explain: {e(Path(ex.main.model).name)}</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(head + rows) + "\n</body></html>\n")
-
-
-def write_outputs(ex: Explanation, folder: Path) -> list[str]:
-    """PNGs, maps.npz, then index.html, each written atomically (a temporary file renamed into place): an
-    interrupted run leaves no half-written file under a final name. Returns the PNG names."""
-    from . import atomic
-
-    need_matplotlib()
-    names = png_files(ex)
-    pngs = [sample_png(ex, i) for i in range(len(ex.indices))]
-    for name, data in zip(names, pngs):
-        atomic.write_bytes(folder / name, data)
-    arrays: dict[str, Any] = {"indices": np.asarray(ex.indices), "maps": ex.main.maps,
-                              "classes": np.asarray(ex.main.classes)}
-    if ex.other:
-        arrays.update(compare_maps=ex.other.maps, compare_classes=np.asarray(ex.other.classes))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic.write_bytes(folder / "maps.npz", buf.getvalue())
-    atomic.write_text(folder / "index.html", render_html(ex, pngs))
-    return names
 
 
 def labels_of(y: Any) -> list[int]:

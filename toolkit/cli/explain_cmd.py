@@ -60,13 +60,14 @@ def explain(model: Path, dataset: str | None, compare: Path | None, backend: str
       toolkit explain model.onnx --dataset my_images.npz --patch 4 --stride 2 --fill zero --format json
     """
     from .. import explain as ex_mod
+    from .. import explain_page as page
     from ..errors import UsageError
 
     if compare_backend and compare is None:
         raise UsageError("--compare-backend is for the model of --compare", "Add --compare OTHER, or drop it")
     if method == "gradient" and (patch or stride):
         raise UsageError("--patch and --stride are for --method occlusion", "Drop them, or use --method occlusion")
-    ex_mod.need_matplotlib()
+    page.need_matplotlib()
     folder = output or Path(f"explain-{model.stem}")
     _check_folder(folder)
     from rich.console import Console
@@ -79,7 +80,7 @@ def explain(model: Path, dataset: str | None, compare: Path | None, backend: str
                                fill, threads, pick, on_start=lambda total: step("loading", total=total),
                                on_sample=lambda name, i: step(f"{name}: sample {i + 1}"))
     folder.mkdir(parents=True, exist_ok=True)
-    files = ex_mod.write_outputs(found, folder)
+    files = page.write_outputs(found, folder)
     result = found.to_dict(folder, files)
     for text in found.notes:
         note(text)
