@@ -79,8 +79,10 @@ class Packed:
     """A kernel prepared once. Subclasses compute `produce(x)` into a buffer they own; `finish` applies what
     was absorbed, in order."""
 
-    def __init__(self, node: Any):
-        self.node = node
+    accepts_bias = False  # whether a following Add of a constant can be absorbed (bias_fits decides its shape)
+
+    def __init__(self, node: Any, constants: dict[str, np.ndarray]):
+        self.node, self.constants = node, constants
         self.covers = [node]  # the nodes this kernel computes, in order: its own, then what it absorbed
         self.bias: np.ndarray | None = None
         self.clamp: tuple[float, float | None] | None = None
@@ -118,8 +120,6 @@ class Packed:
                 self.bias = bias
                 return True
         return False
-
-    accepts_bias = False
 
     def bias_fits(self, bias: np.ndarray) -> bool:
         return False
@@ -172,8 +172,6 @@ class Packed:
 
         return run
 
-    constants: dict[str, np.ndarray] = {}
-
 
 class Conv2D(Packed):
     """A 2-D convolution (group 1) as one matrix product over the whole batch: the input's windows gathered,
@@ -186,8 +184,7 @@ class Conv2D(Packed):
     accepts_bias = True
 
     def __init__(self, node: Any, weight: np.ndarray, bias: np.ndarray | None, constants: dict[str, np.ndarray]):
-        super().__init__(node)
-        self.constants = constants
+        super().__init__(node, constants)
         self.out_channels, self.in_channels = weight.shape[0], weight.shape[1]
         self.kernel = tuple(node.attrs.get("kernel_shape", weight.shape[2:]))
         self.strides = tuple(node.attrs.get("strides", (1, 1)))
@@ -235,8 +232,7 @@ class MatMulConst(Packed):
     accepts_bias = True
 
     def __init__(self, node: Any, weight: np.ndarray, bias: np.ndarray | None, constants: dict[str, np.ndarray]):
-        super().__init__(node)
-        self.constants = constants
+        super().__init__(node, constants)
         self.weight = np.ascontiguousarray(weight, dtype=np.float32)
         self.bias = None if bias is None else bias.astype(np.float32)
         self.buffers: dict[tuple[int, ...], np.ndarray] = {}
@@ -258,8 +254,7 @@ class Pool2D(Packed):
     """Max or average pooling (no padding for the average) as a running max or sum over kernel offsets."""
 
     def __init__(self, node: Any, constants: dict[str, np.ndarray]):
-        super().__init__(node)
-        self.constants = constants
+        super().__init__(node, constants)
         self.kernel = tuple(node.attrs["kernel_shape"])
         self.strides = tuple(node.attrs.get("strides", (1, 1)))
         self.dilations = tuple(node.attrs.get("dilations", (1, 1)))
@@ -344,8 +339,7 @@ class _FakeQuantOnly(Packed):
     """A QuantizeLinear -> DequantizeLinear pair on its own (after a Reshape, a Transpose, an input)."""
 
     def __init__(self, node: Any, fake_quant: FakeQuant, dequantize: Any, constants: dict[str, np.ndarray]):
-        super().__init__(node)
-        self.constants = constants
+        super().__init__(node, constants)
         self.covers.append(dequantize)
         self.fake_quant = fake_quant  # applied by finish()
 
