@@ -435,7 +435,7 @@ def test_the_reference_backend_refuses_what_its_kernels_do_not_cover_instead_of_
     path = tmp_path / "pool3d.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     proc, results = bench_json(str(path), "--backend", "reference", "--runs", "3")
-    assert proc.returncode == 2 and "no kernels for 3-D MaxPool" in results[0]["error"]
+    assert proc.returncode == 2 and "does not implement MaxPool (3-D; 1 node: #0)" in results[0]["error"]
     proc, results = bench_json(str(path), "--all-backends", "--runs", "3", env={"TOOLKIT_PLUGIN_MODULES": ""})
     assert proc.returncode == 0, proc.stderr
     assert {r["backend"]: r["status"] for r in results}["reference"] == "skipped"

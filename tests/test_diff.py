@@ -146,6 +146,9 @@ def test_tflite_and_onnx_from_one_keras_model_name_the_same_layers(artifacts, in
 def test_one_file_on_two_backends_agrees_to_float_precision(artifacts):
     result = diff_json(artifacts["onnx"], "--backend", "onnxruntime,reference")
     assert result["rows"] and all(sqnr_of(r) > 90 for r in result["rows"]), [sqnr_of(r) for r in result["rows"]]
+    # Tensors no layer owns (tf2onnx's own Transpose) are compared too, by name: the same file on both sides.
+    assert any(r["kind"] == "tensor" and r["tensor_a"] == r["tensor_b"] for r in result["rows"])
+    assert result["no_layer"] == {"a": [], "b": []}
     assert result["a"]["file"] == result["b"]["file"]
 
 
@@ -240,5 +243,7 @@ def test_two_tiny_models_that_agree_are_identical_layer_by_layer(tiny_models):
     proc = run_cli("diff", four, four, "--dataset", data, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["rows"]
-    assert [r["layer"] for r in rows] == ["y (output)"]  # xw and z carry no layer scope: only the output pairs
-    assert rows[0]["identical"] and rows[0]["sqnr_db"] is None and rows[0]["max_abs"] == 0
+    # xw and z carry no layer scope: they pair by their own names, as tensors
+    assert sorted((r["layer"], r["kind"]) for r in rows) == [("xw", "tensor"), ("y (output)", "output"),
+                                                              ("z", "tensor")]
+    assert all(r["identical"] and r["sqnr_db"] is None and r["max_abs"] == 0 for r in rows)

@@ -295,7 +295,7 @@ def test_a_model_that_scores_other_classes_than_the_dataset_is_refused(quadrant,
     (["--dataset", "digts"], "Error: unknown dataset 'digts'. Did you mean 'digits'?"),
     (["--backend", "onnxrutnime"], "Error: unknown backend 'onnxrutnime'. Did you mean 'onnxruntime'?"),
     (["--backend", "tflite"], "Error: tflite runs tflite files, not onnx. Backends that can: onnx"),
-    (["--method", "gradient"], "Error: --method gradient needs a Keras model, and MODEL 'quadrant.onnx' is a onnx "
+    (["--method", "gradient"], "Error: --method gradient needs a Keras model, and MODEL 'quadrant.onnx' is a .onnx "
                                "file. Use --method occlusion, which runs through any backend (int8 files too)"),
     (["--compare-backend", "reference"], "Error: --compare-backend is for the model of --compare. Add --compare "
                                          "OTHER, or drop it"),

@@ -49,3 +49,22 @@ def test_a_damaged_file_is_one_line(tmp_path):
     proc = run_cli("inspect", str(bad))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("Error: ")
+
+
+def test_an_onnx_output_declared_without_a_shape_takes_the_shape_onnx_infers(tmp_path):
+    """Hand-written graphs often give an output only its type: it is not a scalar, and no backend is blamed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "unshaped.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    proc = run_cli("inspect", str(path), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    (out,) = json.loads(proc.stdout)["outputs"]
+    assert out["shape"] == [None, 3]
+    proc = run_cli("bench", str(path), "--backend", "reference", "--backend", "onnxruntime", "--runs", "10",
+                   "--shape", "x=2x3")
+    assert proc.returncode == 0, proc.stderr

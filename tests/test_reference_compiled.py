@@ -207,3 +207,41 @@ def test_a_token_id_outside_the_vocabulary_is_one_line_naming_the_node(tmp_path)
                                              r"is out of bounds") as refused:
             run({"ids": np.array([0, 7, 1], np.int64)})
         assert "token ids within its vocabulary" in refused.value.one_line()
+
+
+def _one_node_model(path, node, inputs, outputs, opset, initializers=()):
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph([node], "one", inputs, outputs, list(initializers))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+    return path
+
+
+def test_dropout_masks_follow_their_opset_and_a_per_channel_bias_dequantizes_along_its_one_axis(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    f = TensorProto.FLOAT
+    for opset, mask_type in ((9, TensorProto.FLOAT), (13, TensorProto.BOOL)):
+        path = _one_node_model(tmp_path / f"dropout{opset}.onnx", helper.make_node("Dropout", ["x"], ["y", "m"]),
+                               [helper.make_tensor_value_info("x", f, [2])],
+                               [helper.make_tensor_value_info("y", f, [2]), helper.make_tensor_value_info("m", mask_type, [2])],
+                               opset)
+        out = _load(path).run({"x": np.array([1.0, -2.0], np.float32)})
+        assert out["m"].dtype == (np.float32 if opset == 9 else np.bool_) and out["m"].all()
+    # ONNX Runtime's quantizer writes a conv bias's per-channel DequantizeLinear with the default axis (1).
+    path = _one_node_model(tmp_path / "bias.onnx", helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+                           [], [helper.make_tensor_value_info("y", f, [3])], 17,
+                           [numpy_helper.from_array(np.array([10, -20, 30], np.int32), "q"),
+                            numpy_helper.from_array(np.array([0.5, 0.25, 2.0], np.float32), "s"),
+                            numpy_helper.from_array(np.zeros(3, np.int32), "z")])
+    np.testing.assert_array_equal(_load(path).run({})["y"], [5.0, -5.0, 60.0])
+
+
+def test_a_damaged_file_on_the_reference_backend_says_the_file_is_damaged(tmp_path, small_cnn):
+    from conftest import run_cli
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(small_cnn.read_bytes()[:300])
+    proc = run_cli("bench", str(broken), "--backend", "reference")
+    assert proc.returncode == 2 and "onnx cannot parse" in proc.stderr and "could not tell" not in proc.stderr

@@ -82,6 +82,15 @@ def odd(x):
 converter = tf.lite.TFLiteConverter.from_concrete_functions([odd.get_concrete_function()])
 (out / "odd.tflite").write_bytes(converter.convert())
 made["odd"] = str(out / "odd.tflite")
+
+# Operators the kernels have in float only: int8 LEAKY_RELU and HARD_SWISH, refused at load, not at run.
+inputs = keras.Input((8,))
+hidden = keras.layers.LeakyReLU(negative_slope=0.1)(keras.layers.Dense(8)(inputs))
+swish = keras.layers.Activation("hard_silu")(keras.layers.Dense(8)(hidden))
+keras.Model(inputs, keras.layers.Dense(3)(swish)).save(out / "leaky.keras")
+_to_tflite(Artifact(out / "leaky.keras"), out / "leaky_int8.tflite",
+           ConversionOptions(calibration=rows[:, :1].repeat(8, axis=1), calibration_name="x"), "int8")
+made["leaky_int8"] = str(out / "leaky_int8.tflite")
 print(json.dumps(made))
 """
 
@@ -196,6 +205,12 @@ def test_a_model_with_operators_the_kernels_lack_is_refused_naming_each_of_them(
         TFLiteProgram(odd)
     assert "\n" not in str(err.value)
     assert unsupported_ops(family_files["transformer_int8"]) is None
+    # Kernels that exist in float only are named with the use they refuse, every one of them, before loading.
+    why = unsupported_ops(family_files["leaky_int8"])
+    assert why is not None and "HARD_SWISH (quantized HARD_SWISH; 1 node: " in why
+    assert "LEAKY_RELU (quantized LEAKY_RELU; 1 node: " in why
+    with pytest.raises(ModelFileError, match="HARD_SWISH .*LEAKY_RELU"):
+        TFLiteProgram(family_files["leaky_int8"])
 
 
 # -- fast tier: the committed tiny files, LiteRT without TensorFlow ---------------------------------------

@@ -137,6 +137,13 @@ def compare_traces(side_a: Mapping[str, Any], trace_a: Mapping[str, np.ndarray],
     rows: list[dict[str, Any]] = []
     mismatched: list[dict[str, str]] = []
     pairs = [(layer, "layer", layers_a[layer], layers_b[layer]) for layer in layers_a if layer in layers_b]
+    # Tensors no layer owns (a converter's own, or a file whose names carry no layer, as Caffe2's `r62`): paired
+    # when both traces have a real-valued tensor of that very name (one file on two backends: all of them).
+    named = [t for t in orphans_a if t in orphans_b and np.issubdtype(np.asarray(trace_a[t]).dtype, np.floating)
+             and np.issubdtype(np.asarray(trace_b[t]).dtype, np.floating)]
+    pairs += [(t, "tensor", (t, trace_a[t]), (t, trace_b[t])) for t in named]
+    orphans_a = [t for t in orphans_a if t not in named]
+    orphans_b = [t for t in orphans_b if t not in named]
     pairs += [(f"{oa} (output)" if oa == ob else f"{oa} / {ob} (output)", "output", (oa, trace_a[oa]), (ob, trace_b[ob]))
               for oa, ob in zip(side_a["outputs"], side_b["outputs"]) if oa in trace_a and ob in trace_b]
     for order, (layer, kind, (ta, va), (tb, vb)) in enumerate(pairs):

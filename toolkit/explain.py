@@ -248,7 +248,7 @@ def open_subject(path: Path, backend: str | None, method: str, role: str = "MODE
 
     artifact = open_artifact(str(path))
     if method == "gradient" and artifact.format != "keras":
-        raise UsageError(f"--method gradient needs a Keras model, and {role} '{path.name}' is a {artifact.format} "
+        raise UsageError(f"--method gradient needs a Keras model, and {role} '{path.name}' is a .{artifact.format} "
                          "file", "Use --method occlusion, which runs through any backend (int8 files too)")
     if backend is None:
         return Subject(artifact, default_backend(artifact))

@@ -76,7 +76,25 @@ def specs_of(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
         quant = edge_quantization(model, vi.name) if dtype in ("int8", "uint8", "int16", "uint16") else None
         return TensorSpec(vi.name, shape, dtype, quant, names if any(names) else ())
 
-    return ([spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output])
+    outputs = list(model.graph.output)
+    if any(v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape") for v in outputs):
+        # An output declared without any shape (not even its rank): ONNX's shape inference fills it in where it
+        # can, rather than the spec saying "a scalar" and every backend's correct answer being refused.
+        outputs = [_inferred(model, v) for v in outputs]
+    return ([spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in outputs])
+
+
+def _inferred(model: Any, value: Any) -> Any:
+    """`value` (a graph output) with the shape ONNX's shape inference gives it, when it declares none."""
+    import onnx
+
+    if not value.type.HasField("tensor_type") or value.type.tensor_type.HasField("shape"):
+        return value
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # a graph inference cannot follow: the output keeps what it declares
+        return value
+    return next((v for v in graph.output if v.name == value.name and v.type.tensor_type.HasField("shape")), value)
 
 
 LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten")

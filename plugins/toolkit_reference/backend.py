@@ -123,6 +123,11 @@ def _check_wiring(model: Any, inputs: list[TensorSpec]) -> None:
             raise ModelFileError(f"graph output '{out.name}' is produced by no node", "Re-export the model")
 
 
+# Operators whose first output is quantized: where its scale and zero point are (inputs or outputs, positions).
+_QUANTIZED_OUTPUT = {"QuantizeLinear": ("in", 1, 2), "DynamicQuantizeLinear": ("out", 1, 2),
+                     "QLinearConv": ("in", 6, 7), "QLinearMatMul": ("in", 6, 7)}
+
+
 class ReferenceSession(Session):
     def __init__(self, model: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int | None):
         try:
@@ -154,14 +159,19 @@ class ReferenceSession(Session):
     def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with _explained():
             traced = self.program.trace({s.name: inputs[s.name] for s in self.input_specs})
-        # A QuantizeLinear's integers as the real numbers they stand for (its own scale and zero point).
+        # Quantized tensors as the real numbers they stand for, with the scale and zero point their operator
+        # declares (as the other backends' traces give them).
+        known = {**self.program.constants, **traced}
         for node in self.program.nodes:
-            if node.op_type == "QuantizeLinear" and node.outputs[0] in traced:
-                scale = self.program.constants.get(node.inputs[1])
-                zero = self.program.constants.get(node.inputs[2]) if len(node.inputs) > 2 else None
-                if scale is not None:
-                    traced[node.outputs[0]] = dequantize(traced[node.outputs[0]], scale,
-                                                         zero if zero is not None else [0], node.attrs.get("axis", 1))
+            where = _QUANTIZED_OUTPUT.get(node.op_type)
+            if where is None or node.outputs[0] not in traced:
+                continue
+            names = node.inputs if where[0] == "in" else node.outputs
+            scale = known.get(names[where[1]]) if len(names) > where[1] else None
+            zero = known.get(names[where[2]]) if len(names) > where[2] else None
+            if scale is not None:
+                traced[node.outputs[0]] = dequantize(traced[node.outputs[0]], scale, [0] if zero is None else zero,
+                                                     node.attrs.get("axis", 1))
         return traced
 
     def describe(self) -> dict[str, Any]:
@@ -206,11 +216,11 @@ def _limits(node: Any, weight_ranks: dict[str, int], opset: int | None) -> str |
         kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else None
         rank = len(kernel) if kernel else (weight_ranks.get(node.input[1], 4) - 2 if len(node.input) > 1 else 2)
         if rank != 2:
-            return f"{rank}-D {node.op_type}"
+            return f"{rank}-D"
     if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]:
-        return "MaxPool's Indices output"
+        return "its Indices output"
     if node.op_type == "Slice" and opset is not None and opset < 10:
-        return "Slice before opset 10"
+        return "before opset 10"
     return None
 
 
@@ -224,24 +234,27 @@ def _all_nodes(graph: Any) -> Any:
 
 
 def _unsupported(model: Any) -> str | None:
-    """Why the numpy kernels cannot run `model`, or None: every operator it does not implement, each with how many
-    nodes use it and their names; else the uses of operators that the kernels do not cover."""
-    missing: dict[str, list[str]] = {}
+    """Why the numpy kernels cannot run `model`, or None: in one line, every operator it does not implement and
+    every use of one that its kernel does not cover (a 3-D Conv), each with how many nodes and their names."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    ranks = {t.name: len(t.dims) for t in model.graph.initializer}
+    missing: dict[tuple[str, str | None], list[str]] = {}
     for i, n in enumerate(_all_nodes(model.graph)):
         if n.op_type not in OPS or n.domain not in ("", "ai.onnx"):
             op_name = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-            missing.setdefault(op_name, []).append(n.name or f"#{i}")
-    if missing:
-        def listed(names: list[str]) -> str:
-            shown = ", ".join(names[:3]) + (f", ... {len(names) - 3} more" if len(names) > 3 else "")
-            return f"{len(names)} node{'s' if len(names) != 1 else ''}: {shown}"
+            missing.setdefault((op_name, None), []).append(n.name or f"#{i}")
+        elif (why := _limits(n, ranks, opset)) is not None:
+            missing.setdefault((n.op_type, why), []).append(n.name or f"#{i}")
+    if not missing:
+        return None
 
-        return "reference backend does not implement " + "; ".join(f"{op} ({listed(names)})"
-                                                                  for op, names in sorted(missing.items()))
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    ranks = {t.name: len(t.dims) for t in model.graph.initializer}
-    limits = sorted({why for n in _all_nodes(model.graph) if (why := _limits(n, ranks, opset))})
-    return f"the reference backend has no kernels for {', '.join(limits)}" if limits else None
+    def listed(names: list[str]) -> str:
+        shown = ", ".join(names[:3]) + (f", ... {len(names) - 3} more" if len(names) > 3 else "")
+        return f"{len(names)} node{'s' if len(names) != 1 else ''}: {shown}"
+
+    return "reference backend does not implement " + "; ".join(
+        f"{op} ({why + '; ' if why else ''}{listed(names)})" for (op, why), names in
+        sorted(missing.items(), key=lambda item: (item[0][0], item[0][1] or "")))
 
 
 class ReferenceTFLiteSession(Session):

@@ -117,7 +117,7 @@ class Program:
             for step in self.dynamic_steps:
                 step(v)
         # Outputs never alias the kernels' reusable buffers.
-        return [np.array(v[s]) if isinstance(v[s], np.ndarray) else v[s] for s in self.output_slots]
+        return [np.array(v[s]) if isinstance(v[s], (np.ndarray, np.generic)) else v[s] for s in self.output_slots]
 
     def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every value the graph computes, node by node with the readable kernels, in execution order."""
@@ -136,7 +136,7 @@ class Program:
                 raise NodeFailure(node.op_type, node.name, e) from None
             for name, value in zip(node.outputs, results):
                 values[name] = value
-                if name and isinstance(value, np.ndarray):
+                if name and isinstance(value, (np.ndarray, np.generic)):  # a 0-d result may be a numpy scalar
                     traced[name] = np.array(value)
         for name in self.output_names:
             traced.setdefault(name, np.array(values[name]))
@@ -235,7 +235,7 @@ def _alias(source: int, result: int) -> Step:
 
 # ---------------------------------------------------------------------------------------------- from ONNX
 # Operators whose meaning changed with the opset: their kernels are told the model's (attribute "opset").
-OPSET_DEPENDENT = frozenset({"Softmax"})
+OPSET_DEPENDENT = frozenset({"Softmax", "Dropout"})
 
 
 def from_onnx(graph: Any, inputs: list[str], outputs: list[str], opset: int | None = None) -> Program:

@@ -239,8 +239,8 @@ def cast(inputs, attrs):
 
     if int(attrs["to"]) in _NARROW_TYPES:
         raise NotImplementedError(f"Cast to {_NARROW_TYPES[int(attrs['to'])]}")
-
-    return [inputs[0].astype(onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"])))]
+    with np.errstate(invalid="ignore"):  # out-of-range floats to integers: what C's cast gives, no warning
+        return [inputs[0].astype(onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"])))]
 
 
 @op("Slice")
@@ -296,6 +296,8 @@ def unsqueeze(inputs, attrs):
 def _per_axis(param: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
     if param.ndim == 0 or param.size == 1:
         return param.reshape(())
+    if x.ndim == 1:  # a per-channel bias: its one axis, whatever `axis` says (ONNX Runtime reads it so too)
+        return param.reshape(-1)
     shape = [1] * x.ndim
     shape[axis] = -1
     return param.reshape(shape)
@@ -377,7 +379,8 @@ def dropout(inputs, attrs):
     training = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.array(False)
     if bool(np.asarray(training).reshape(-1)[0]):
         raise NotImplementedError("Dropout in training mode (a random mask)")
-    return [inputs[0], np.ones(inputs[0].shape, dtype=bool)]
+    mask = bool if attrs.get("opset", 13) >= 10 else inputs[0].dtype  # before opset 10 the mask is the input's type
+    return [inputs[0], np.ones(inputs[0].shape, dtype=mask)]
 
 
 @op("LRN")

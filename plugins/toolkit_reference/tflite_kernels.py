@@ -758,7 +758,8 @@ def _bias(node: Node, position: int, channels: int, dtype: Any) -> np.ndarray | 
     b = node.inputs[position]
     if b.data is None:
         raise node.fail("a bias that is not a constant")
-    return b.data.astype(dtype).reshape(channels)
+    with np.errstate(invalid="ignore"):  # a damaged file's NaN bias: what C's cast gives, no warning
+        return b.data.astype(dtype).reshape(channels)
 
 
 def asymmetric_quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

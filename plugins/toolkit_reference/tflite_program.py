@@ -122,17 +122,41 @@ def _listed(names: list[str]) -> str:
     return f"{len(names)} node{'s' if len(names) != 1 else ''}: {shown}"
 
 
-def _missing(graph: _Graph) -> str | None:
-    missing: dict[str, list[str]] = {}
+def _fold(kernel: Any, node: Node) -> None:
+    """Constant folding: an operator whose inputs are all constants (fp16 weights' DEQUANTIZE) is computed once;
+    its outputs become constants that later kernels see."""
+    result = kernel(*[t.data if t is not None else None for t in node.inputs])
+    for t, value in zip(node.outputs, result if len(node.outputs) > 1 else (result,)):
+        value = np.array(value)
+        value.flags.writeable = False
+        t.data = value
+
+
+def _build(graph: _Graph) -> tuple[list[tuple[Node, Any]], str | None]:
+    """Every operator's node and kernel, built once; and, when some cannot run, one line naming each operator
+    with its nodes: those with no kernel, and those whose kernel refuses this use (say, a quantized LEAKY_RELU)."""
+    built: list[tuple[Node, Any]] = []
+    missing: dict[str, tuple[str | None, list[str]]] = {}
     for op, index, name in graph.nodes:
+        node = graph.node(op, index, name)
+        label = node.outputs[0].name if node.outputs and node.outputs[0].name else f"#{index}"
         if name not in KERNELS:
-            first = int(op.Outputs(0)) if op.OutputsLength() else -1
-            label = graph.tensors[first].name if first >= 0 and graph.tensors[first].name else f"#{index}"
-            missing.setdefault(name, []).append(label)
+            missing.setdefault(name, (None, []))[1].append(label)
+            continue
+        try:
+            kernel = KERNELS[name](node)
+        except UsageError as e:  # the kernel's own refusal: "... operator #i (OP): why"
+            why = e.message.rsplit("): ", 1)[-1]
+            missing.setdefault(f"{name} ({why})", (why, []))[1].append(label)
+            continue
+        if not missing and bool(node.inputs) and all(t is None or t.data is not None for t in node.inputs):
+            _fold(kernel, node)  # before later kernels are built: they pre-pack what it computes (fp16 weights)
+        built.append((node, kernel))
     if not missing:
-        return None
-    return "reference backend does not implement " + "; ".join(
-        f"{op} ({_listed(names)})" for op, names in sorted(missing.items()))
+        return built, None
+    return built, "reference backend does not implement " + "; ".join(
+        f"{op.split(' (')[0]} ({why + '; ' if why else ''}{_listed(names)})"
+        for op, (why, names) in sorted(missing.items()))
 
 
 def unsupported_ops(path: str | pathlib.Path) -> str | None:
@@ -140,7 +164,7 @@ def unsupported_ops(path: str | pathlib.Path) -> str | None:
     line naming each missing operator with its nodes (first output tensor name, or '#index')."""
     p = pathlib.Path(path)
     _specs(p)  # validates the file before the schema accessors touch it
-    return _missing(_Graph(p))
+    return _build(_Graph(p))[1]
 
 
 class TFLiteProgram:
@@ -150,36 +174,24 @@ class TFLiteProgram:
         path = pathlib.Path(path)
         self.input_specs, self.output_specs = _specs(path)
         graph = _Graph(path)
-        why = _missing(graph)
+        built, why = _build(graph)
         if why:
             raise ModelFileError(f"{why} (in '{path.name}')", "Use the tflite backend for this model")
         self._tensors = graph.tensors
         self._inputs, self._outputs = graph.inputs, graph.outputs
         self._slots: list[Any] = [t.data for t in graph.tensors]  # constants in place, the rest filled per run
         self._steps = []
-        for op, index, name in graph.nodes:
-            node = graph.node(op, index, name)
-            kernel = KERNELS[name](node)
+        for node, kernel in built:
             ins = tuple(t.index if t is not None else -1 for t in node.inputs)
             outs = tuple(t.index for t in node.outputs)
             folded = bool(node.inputs) and all(t is None or t.data is not None for t in node.inputs)
-            if folded:  # constant folding (fp16 weights' DEQUANTIZE): computed once, seen by later kernels
-                self._fold(kernel, node)
-            self._steps.append((kernel, ins, outs, name, index, folded))
+            self._steps.append((kernel, ins, outs, node.op, node.index, folded))
         self._shapes = {s.name: tuple(graph.tensors[i].shape) for s, i in zip(self.input_specs, self._inputs)}
         self._limits = None
         if threads and importlib.util.find_spec("threadpoolctl"):
             from threadpoolctl import threadpool_limits
 
             self._limits = threadpool_limits(limits=threads)  # held for the program's lifetime
-
-    def _fold(self, kernel: Any, node: Node) -> None:
-        result = kernel(*[t.data if t is not None else None for t in node.inputs])
-        for t, value in zip(node.outputs, result if len(node.outputs) > 1 else (result,)):
-            value = np.array(value)
-            value.flags.writeable = False
-            t.data = value
-            self._slots[t.index] = value
 
     # -- running ------------------------------------------------------------------------------------------
 
@@ -225,7 +237,11 @@ class TFLiteProgram:
                 result = kernel(*[values[i] if i >= 0 else None for i in ins])
             except (UsageError, ModelFileError):
                 raise
-            except (ValueError, IndexError, TypeError) as e:  # a shape the graph cannot take, said in one line
+            except IndexError as e:  # an index out of range: a token id beyond the vocabulary, say
+                raise UsageError(f"the reference backend could not run operator #{index} ({name}) on these "
+                                 f"inputs: {e}", "Check the inputs are what the model takes (token ids within "
+                                 "its vocabulary, values in range)") from None
+            except (ValueError, TypeError) as e:  # a shape the graph cannot take, said in one line
                 raise UsageError(f"operator #{index} ({name}) failed: {type(e).__name__}: {e}",
                                  "Check the input shapes against the model's") from None
             if len(outs) == 1:

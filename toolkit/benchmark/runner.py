@@ -27,6 +27,8 @@ def _why_not(backend: Backend, artifact: Artifact) -> str | None:
         if not av.ok:
             return f"{backend.name} is not available: {av.reason}"
         return backend.supports(artifact)
+    except ToolkitError as e:  # the plugin's own verdict on the file ("not a valid ONNX file: ..."), as it says it
+        return e.one_line().rstrip(".")
     except Exception as e:
         return f"{backend.name} could not tell whether it runs {artifact.path.name} ({type(e).__name__})"
 

@@ -70,7 +70,7 @@ def show(result: dict) -> None:
 
     a, b = result["a"], result["b"]
     console = stdout_console()
-    title = (f"{Path(a['file']).name} ({a['backend']}) vs {Path(b['file']).name} ({b['backend']}) on "
+    title = (f"{Path(a['file']).name} ({_ran_on(a)}) vs {Path(b['file']).name} ({_ran_on(b)}) on "
              f"{Path(result['dataset']).name}:test[:{result['samples']}], worst first")
     console.print(title, markup=False, highlight=False)
     table = Table()
@@ -88,10 +88,20 @@ def show(result: dict) -> None:
             note(f"only in {side} ({Path(result[side.lower()]['file']).name}), not compared: {_names(unmatched[key])}")
     for item in unmatched["mismatched"]:
         note(f"{item['layer']} not compared: {item['why']}")
+    left = {side: len(names) for side, names in result["no_layer"].items() if names}
+    if left:
+        note(f"tensors of no layer, with no partner of the same name, not compared: "
+             f"{', '.join(f'{n} in {side.upper()}' for side, n in left.items())} (--format json lists them)")
     if unmatched["outputs"]:
         note(f"outputs without a partner, not compared: {_names(unmatched['outputs'])}")
     if not result["rows"]:
         note("no layer could be paired: the two files name their tensors differently")
+
+
+def _ran_on(side: dict) -> str:
+    """The backend, and its kernels when they are not its default (LiteRT's reference kernels)."""
+    delegate = (side.get("runs_on") or {}).get("delegate")
+    return f"{side['backend']}, {delegate}" if delegate == "reference kernels" else side["backend"]
 
 
 def _names(names: list[str]) -> str:
