@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from toolkit.testing import tiny_onnx_model, tiny_tflite_model
 
 from conftest import run_cli
@@ -51,6 +53,7 @@ def test_a_damaged_file_is_one_line(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("Error: ")
 
 
+@pytest.mark.slow  # two benchmark children
 def test_an_onnx_output_declared_without_a_shape_takes_the_shape_onnx_infers(tmp_path):
     """Hand-written graphs often give an output only its type: it is not a scalar, and no backend is blamed."""
     import onnx
