@@ -58,6 +58,15 @@ def test_dequantize_per_tensor_and_per_channel():
     assert dequantize(np.ones(3, np.float32), [9.0], [9]).tolist() == [1, 1, 1]  # float stays as it is
 
 
+def test_a_layers_value_is_an_activation_never_a_0d_quantisation_scale():
+    from toolkit.layers import layer_outputs
+
+    trace = {"m/dense_1/MatMul:0": np.ones((2, 3), np.float32), "m/dense_1/MatMul:0_scale": np.float32(0.1),
+             "m/dense_1/quant_scales_mul:0": np.array(0.01, np.float32), "y": np.zeros((2, 3), np.float32)}
+    layers, _ = layer_outputs(trace, ["y"])
+    assert {k: v[0] for k, v in layers.items()} == {"m/dense_1": "m/dense_1/MatMul:0"}
+
+
 def test_metrics_on_known_errors():
     a = np.ones(1000)
     tenth_off = compare(a, a * 1.1)  # noise power 1/100 of the signal's: 20 dB

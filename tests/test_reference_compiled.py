@@ -245,3 +245,17 @@ def test_a_damaged_file_on_the_reference_backend_says_the_file_is_damaged(tmp_pa
     broken.write_bytes(small_cnn.read_bytes()[:300])
     proc = run_cli("bench", str(broken), "--backend", "reference")
     assert proc.returncode == 2 and "onnx cannot parse" in proc.stderr and "could not tell" not in proc.stderr
+
+
+def test_a_refusal_names_every_operator_on_one_line_short_enough_never_to_be_cut():
+    from toolkit_reference.refusals import LINE_CHARS, refusal
+
+    long = "StatefulPartitionedCall/model_1/some_block_7/activation_" + "x" * 40
+    missing = {(op, None): [f"{long}{op}"] for op in ("Acos", "Asin", "Atan", "Celu", "Cosh", "Det", "Elu",
+                                                       "Hardmax", "Mish", "Selu", "Shrink", "Sinh", "Softsign")}
+    missing[("Conv", "3-D")] = ["conv3d"]
+    line = refusal(missing)
+    assert len(line) <= LINE_CHARS and line.startswith("reference backend does not implement Acos (1 node)")
+    assert all(f"{op} (" in line for op, _ in missing) and "Conv (3-D; 1 node)" in line
+    assert refusal({("Hardmax", None): ["h1", "h2"]}) == "reference backend does not implement Hardmax (2 nodes: h1, h2)"
+    assert refusal({}) is None

@@ -98,6 +98,10 @@ keras.Model(inputs, keras.layers.Dense(3)(swish)).save(out / "leaky.keras")
 _to_tflite(Artifact(out / "leaky.keras"), out / "leaky_int8.tflite",
            ConversionOptions(calibration=rows[:, :1].repeat(8, axis=1), calibration_name="x"), "int8")
 made["leaky_int8"] = str(out / "leaky_int8.tflite")
+# int16 activations (int16x8): kernels with int8 arithmetic only must refuse them, never run them wrongly.
+_to_tflite(Artifact(out / "cnn.keras"), out / "cnn_int16x8.tflite",
+           ConversionOptions(calibration=images, calibration_name="x"), "int16x8")
+made["cnn_int16x8"] = str(out / "cnn_int16x8.tflite")
 print(json.dumps(made))
 """
 
@@ -219,6 +223,8 @@ def test_a_model_with_operators_the_kernels_lack_is_refused_naming_each_of_them(
     assert "LEAKY_RELU (quantized LEAKY_RELU; 1 node: " in why
     with pytest.raises(ModelFileError, match="HARD_SWISH .*LEAKY_RELU"):
         TFLiteProgram(family_files["leaky_int8"])
+    why = unsupported_ops(family_files["cnn_int16x8"])
+    assert why is not None and "CONV_2D (int16 activations; " in why
 
 
 # -- fast tier: the committed tiny files, LiteRT without TensorFlow ---------------------------------------

@@ -88,13 +88,17 @@ def dequantize(values: np.ndarray, scale: Sequence[float] | np.ndarray, zero_poi
 
 def layer_outputs(trace: Mapping[str, np.ndarray], outputs: Sequence[str]) -> tuple[dict[str, tuple[str, np.ndarray]],
                                                                                     list[str]]:
-    """({layer: (tensor, value)}, tensors no layer owns): each layer's output, the last floating-point tensor it
-    computed in execution order (for a QDQ graph its DequantizeLinear output, the value the next layer reads).
+    """({layer: (tensor, value)}, tensors no layer owns): each layer's output, the last floating-point tensor (not
+    a 0-d scale) it computed in execution order (for a QDQ graph its DequantizeLinear output, the value the next
+    layer reads).
     The model's outputs are left out: they are compared by position, not by layer."""
     layers: dict[str, tuple[str, np.ndarray]] = {}
     orphans: list[str] = []
     for name, value in trace.items():
-        if name in outputs or not np.issubdtype(np.asarray(value).dtype, np.floating):
+        value = np.asarray(value)
+        # A layer's value is an activation: a 0-d float is a quantisation scale (DynamicQuantizeLinear's, or the
+        # product of two that rescales an integer matmul), never what the next layer reads.
+        if name in outputs or not np.issubdtype(value.dtype, np.floating) or value.ndim == 0:
             continue
         layer = layer_name(name)
         if layer is None:

@@ -108,9 +108,10 @@ class NpzDataset(FileDataset):
             self._splits = {s: ({k: v[i] for k, v in inputs.items()}, y_all[i]) for s, i in idx.items()}
             return
         else:
-            raise UsageError(f"'{path.name}' holds {', '.join(sorted(arrays)) or 'nothing'}",
-                             "Save arrays x and y (or x_train, y_train, x_test, y_test, or one array per input, "
-                             "named after it, and y) with numpy.savez")
+            raise UsageError(f"'{path.name}' holds {', '.join(sorted(arrays)) or 'nothing'}, which is none of the "
+                             "layouts a dataset file may have",
+                             "Save with numpy.savez: arrays x and y; or all four of x_train, y_train, x_test and "
+                             "y_test; or one array per input, named after it, and y")
         if len(x) != len(y_all):
             raise UsageError(f"'{path.name}' has {len(x)} samples in x and {len(y_all)} in y", "Save as many of each")
         x = x.astype(np.float32) if x.dtype.kind == "f" else x

@@ -22,6 +22,7 @@ from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelF
 from .compile import from_onnx
 from .kernels import KernelError, NodeFailure
 from .ops import OPS
+from .refusals import refusal
 
 
 def _load_graph(path: str, external_data: bool) -> Any:
@@ -245,16 +246,7 @@ def _unsupported(model: Any) -> str | None:
             missing.setdefault((op_name, None), []).append(n.name or f"#{i}")
         elif (why := _limits(n, ranks, opset)) is not None:
             missing.setdefault((n.op_type, why), []).append(n.name or f"#{i}")
-    if not missing:
-        return None
-
-    def listed(names: list[str]) -> str:
-        shown = ", ".join(names[:3]) + (f", ... {len(names) - 3} more" if len(names) > 3 else "")
-        return f"{len(names)} node{'s' if len(names) != 1 else ''}: {shown}"
-
-    return "reference backend does not implement " + "; ".join(
-        f"{op} ({why + '; ' if why else ''}{listed(names)})" for (op, why), names in
-        sorted(missing.items(), key=lambda item: (item[0][0], item[0][1] or "")))
+    return refusal(missing)
 
 
 class ReferenceTFLiteSession(Session):

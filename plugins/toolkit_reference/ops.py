@@ -296,7 +296,7 @@ def unsqueeze(inputs, attrs):
 def _per_axis(param: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
     if param.ndim == 0 or param.size == 1:
         return param.reshape(())
-    if x.ndim == 1:  # a per-channel bias: its one axis, whatever `axis` says (ONNX Runtime reads it so too)
+    if x.ndim == 1:  # a per-channel bias: its one axis, whatever `axis` says (ONNX Runtime refuses axis 1)
         return param.reshape(-1)
     shape = [1] * x.ndim
     shape[axis] = -1

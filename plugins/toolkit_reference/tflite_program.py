@@ -18,6 +18,7 @@ from tflite.Model import Model
 
 from toolkit.api import ModelFileError, TensorSpec, UsageError, model_format
 
+from .refusals import refusal
 from .tflite_kernels import KERNELS, Node, Quant, TensorInfo
 
 _OPTION_TABLES = {v: k for k, v in vars(BuiltinOptions).items() if isinstance(v, int) and v}
@@ -117,11 +118,6 @@ class _Graph:
         return Node(index, name, ins, outs, _options(op))
 
 
-def _listed(names: list[str]) -> str:
-    shown = ", ".join(names[:3]) + (f", ... {len(names) - 3} more" if len(names) > 3 else "")
-    return f"{len(names)} node{'s' if len(names) != 1 else ''}: {shown}"
-
-
 def _fold(kernel: Any, node: Node) -> None:
     """Constant folding: an operator whose inputs are all constants (fp16 weights' DEQUANTIZE) is computed once;
     its outputs become constants that later kernels see."""
@@ -136,27 +132,26 @@ def _build(graph: _Graph) -> tuple[list[tuple[Node, Any]], str | None]:
     """Every operator's node and kernel, built once; and, when some cannot run, one line naming each operator
     with its nodes: those with no kernel, and those whose kernel refuses this use (say, a quantized LEAKY_RELU)."""
     built: list[tuple[Node, Any]] = []
-    missing: dict[str, tuple[str | None, list[str]]] = {}
+    missing: dict[tuple[str, str | None], list[str]] = {}
     for op, index, name in graph.nodes:
         node = graph.node(op, index, name)
         label = node.outputs[0].name if node.outputs and node.outputs[0].name else f"#{index}"
         if name not in KERNELS:
-            missing.setdefault(name, (None, []))[1].append(label)
+            missing.setdefault((name, None), []).append(label)
+            continue
+        if any(t is not None and t.data is None and t.dtype == np.int16 for t in node.inputs + node.outputs):
+            # int16x8 files: the kernels do int8 arithmetic only, and would run int16 values wrongly.
+            missing.setdefault((name, "int16 activations"), []).append(label)
             continue
         try:
             kernel = KERNELS[name](node)
         except UsageError as e:  # the kernel's own refusal: "... operator #i (OP): why"
-            why = e.message.rsplit("): ", 1)[-1]
-            missing.setdefault(f"{name} ({why})", (why, []))[1].append(label)
+            missing.setdefault((name, e.message.rsplit("): ", 1)[-1]), []).append(label)
             continue
         if not missing and bool(node.inputs) and all(t is None or t.data is not None for t in node.inputs):
             _fold(kernel, node)  # before later kernels are built: they pre-pack what it computes (fp16 weights)
         built.append((node, kernel))
-    if not missing:
-        return built, None
-    return built, "reference backend does not implement " + "; ".join(
-        f"{op.split(' (')[0]} ({why + '; ' if why else ''}{_listed(names)})"
-        for op, (why, names) in sorted(missing.items()))
+    return built, refusal(missing)
 
 
 def unsupported_ops(path: str | pathlib.Path) -> str | None:
