@@ -9,7 +9,6 @@ environment (and the commands it adds) never changes the reference.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -73,23 +72,10 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/cli.md is stale; write nothing")
-    args = parser.parse_args(argv)
-    text = render()
-    current = CLI_MD.read_text(encoding="utf-8") if CLI_MD.exists() else None
-    if args.check:
-        if current != text:
-            print(f"{CLI_MD} is stale: run `python docs/gen_cli_reference.py`", file=sys.stderr)
-            return 1
-        print(f"{CLI_MD} is up to date")
-        return 0
-    if current == text:
-        print(f"{CLI_MD} is already up to date")
-    else:
-        CLI_MD.write_text(text, encoding="utf-8")
-        print(f"Wrote {CLI_MD}")
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helper beside this script
+    from regenerate import main as regenerate
+
+    return regenerate(CLI_MD, render, Path(__file__).name, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def test_onnx_with_several_inputs_and_dynamic_dimensions(onnx_multi):
     assert results[0]["inputs"] == {"x": [4, 8], "ids": [4, 16], "mask": [4, 16]}
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_real_inputs_from_an_npz(onnx_multi, tmp_path):
     inputs = tmp_path / "inputs.npz"
     np.savez(inputs, x=np.ones((2, 8), np.float32), ids=np.arange(10).reshape(2, 5), mask=np.ones((2, 5), bool))

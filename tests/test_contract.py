@@ -125,6 +125,7 @@ def test_a_wrong_shape_with_a_dataset_gives_no_accuracy(tiny):
     assert results[0]["evaluation"]["top1"] == 1.0  # the dataset is labelled by this very model
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_an_error_inside_a_backend_names_the_model_and_the_backend(tiny):
     proc = run_cli("bench", str(tiny), "--backend", "keyerror", env=CONTRACT)
     assert proc.returncode == 1
@@ -250,6 +251,7 @@ def test_all_backends_says_which_it_leaves_out(tiny):
     assert statuses["onnxruntime"] == "ok" and statuses["reference"] == "ok"
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_the_reference_backend_reports_a_malformed_graph_as_a_model_file_error(tmp_path):
     import onnx
     from onnx import TensorProto, helper
@@ -309,6 +311,7 @@ def test_train_help_lists_the_model_families():
     assert "Model families" in out and "cnn" in out and "digits" in out
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_markdown_output_is_a_markdown_table(tiny, tmp_path):
     out = tmp_path / "r.md"
     proc = run_cli("bench", str(tiny), "--runs", "5", "--output", str(out))
@@ -380,6 +383,7 @@ def test_a_regression_dataset_is_scored_with_mae_and_rmse_not_accuracy(tiny):
     assert "rmse 0.5" in run_cli("bench", str(tiny), "--dataset", "tiny-regression", "--runs", "5", env=CONTRACT).stdout
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_a_model_with_two_inputs_is_evaluated_on_the_output_its_dataset_names(tmp_path):
     from toolkit.testing import tiny_onnx_two_inputs
 
@@ -507,6 +511,7 @@ def test_a_pipe_named_like_a_model_is_refused_without_opening_it(tmp_path):
     assert proc.returncode == 2 and "is not a regular file" in proc.stderr
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_an_unreadable_manifest_is_a_note_and_the_model_still_runs(tiny):
     manifest_path(tiny).write_text("[]")
     proc, results = bench_json(str(tiny), "--runs", "3")

@@ -182,6 +182,7 @@ def quadrant_run(quadrant) -> SimpleNamespace:
     return SimpleNamespace(out=out, result=json.loads(proc.stdout))
 
 
+@pytest.mark.slow  # explain's child processes: out of the fast tier
 def test_the_quadrant_model_through_onnx_runtime_and_the_reference_backend(quadrant, quadrant_run):
     result, out = quadrant_run.result, quadrant_run.out
     assert result["model"] == {"file": str(quadrant.model), "backend": "onnxruntime",
@@ -201,6 +202,7 @@ def test_the_quadrant_model_through_onnx_runtime_and_the_reference_backend(quadr
                                                      "sample-00001.png", "sample-00002.png"]  # no temporary file
 
 
+@pytest.mark.slow  # explain's child processes: out of the fast tier
 def test_the_page_embeds_every_sample_and_needs_nothing_else(quadrant, quadrant_run):
     out = quadrant_run.out
     page = Page((out / "index.html").read_text(encoding="utf-8"))
@@ -215,6 +217,7 @@ def test_the_page_embeds_every_sample_and_needs_nothing_else(quadrant, quadrant_
     assert page.cells[first:first + 5] == ["test[0]", "0", f"0 ({p0:.0%})", f"0 ({p0:.0%})", "1.000"]
 
 
+@pytest.mark.slow  # explain's child processes: out of the fast tier
 def test_a_channels_first_model_with_a_fixed_batch_is_explained_in_its_own_layout(tmp_path):
     # A batch of 3 fixed in the file: 2 samples and 49 occluded images are fed 3 at a time, the last batch padded.
     model = quadrant_model(tmp_path / "nchw.onnx", layout="NCHW", batch=3)
@@ -239,6 +242,7 @@ def test_samples_are_the_first_ones_or_those_the_models_get_wrong_or_disagree_on
     assert explain.pick_indices("disagree", 1, labels, mine, theirs) == [1]
 
 
+@pytest.mark.slow  # explain's child processes: out of the fast tier
 def test_pick_wrong_explains_the_samples_the_model_gets_wrong(quadrant, tmp_path):
     # The quadrant model always answers 0; the test split's labels alternate 0, 1, 0, 1...
     proc = run_cli("explain", quadrant.model, "--dataset", quadrant.data, "--pick", "wrong", "--samples", 2,

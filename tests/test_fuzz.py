@@ -113,6 +113,7 @@ def test_bench_of_a_truncated_tflite_is_one_line(tmp_path):
     assert "cut.tflite on tflite: " in one_stderr_line(proc) and "is not a valid TFLite file" in proc.stderr
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_bench_of_an_onnx_graph_missing_a_node_is_one_line_from_the_child(tmp_path):
     from toolkit.testing import tiny_onnx_model
 
@@ -125,6 +126,7 @@ def test_bench_of_an_onnx_graph_missing_a_node_is_one_line_from_the_child(tmp_pa
     assert "holed.onnx on onnxruntime: onnxruntime cannot load 'holed.onnx'" in one_stderr_line(proc)
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_a_name_with_a_newline_is_shown_escaped_on_one_line(tmp_path):
     from toolkit.testing import tiny_onnx_model
 

@@ -273,6 +273,7 @@ def test_a_manifest_with_a_field_of_the_wrong_type_is_ignored_with_a_note(work, 
     assert f"Note: ignoring tiny.onnx.manifest.json: it is unreadable ({why})" in proc.stderr
 
 
+@pytest.mark.slow  # benchmark children: out of the fast tier, for its time
 def test_an_empty_pythonpath_entry_does_not_bring_the_current_folder_into_children(work, tmp_path):
     (tmp_path / "onnxruntime.py").write_text("raise SystemExit('the onnxruntime.py in the current folder ran')\n")
     proc = subprocess.run([TOOLKIT, "bench", str(work["model"]), "--backend", "onnxruntime", "--runs", "3"],

@@ -12,7 +12,7 @@ from .child import report_phase, report_progress
 from .errors import (CheckFailedError, ConversionError, DataUnavailableError, MissingRuntimeError, ModelFileError,
                      ToolkitError, UnknownNameError, UsageError, first_line)
 from .hookspecs import hookimpl
-from .layers import dequantize, layer_name
+from .layers import dequantize, layer_name, onnx_output_quantization
 from .interfaces import (TASKS, Availability, Backend, BackendOptions, ConversionOptions, ConversionResult,
                          Converter, Dataset, Model, ModelFormat, PluginOption, Quantizer, Runner, Session, Target,
                          TrainingResult)
@@ -90,5 +90,5 @@ __all__ = [
     # text models: tokenisation outside the graph, with the vocabulary beside the artifact
     "WordTokenizer",
     # per-layer tensors (Session.trace): integer values as real numbers, tensor names as layer names
-    "dequantize", "layer_name",
+    "dequantize", "layer_name", "onnx_output_quantization",
 ]

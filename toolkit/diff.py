@@ -31,8 +31,7 @@ def trace_in_child(model: str, backend: str, dataset: str, samples: int, output:
                    options: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Child entry point: trace `model` on `backend` over the first `samples` of `dataset`'s test split; the
     tensors go to the .npz `output` (t0, t1... in execution order), their names and the model's specs come back."""
-    from .benchmark.measure import _feed, load_session
-    from .inputs import short_name
+    from .benchmark.measure import fitting_inputs, load_session
     from .interfaces import Session
 
     artifact = Artifact.open(model)
@@ -45,13 +44,7 @@ def trace_in_child(model: str, backend: str, dataset: str, samples: int, output:
     data.require_available()
     x, _ = data.load("test")
     x = {k: v[:samples] for k, v in x.items()} if isinstance(x, Mapping) else x[:samples]
-    fed = _feed(session, x)
-    for spec in session.input_specs:
-        arr = fed[spec.name]
-        if not spec.accepts((spec.shape[0] or len(arr), *arr.shape[1:])):
-            raise UsageError(f"dataset '{Path(dataset).name}' gives '{short_name(spec.name)}' of shape "
-                             f"{list(arr.shape[1:])} per sample, the model wants {list(spec.shape[1:])}",
-                             "Pick the dataset the model was trained on with --dataset")
+    fed = fitting_inputs(session, Path(dataset).name, x, "Pick the dataset the model was trained on with --dataset")
     fed = {s.name: s.quantize(fed[s.name]) for s in session.input_specs}
     names, arrays = _trace_all(session, fed)
     np.savez(output, **{f"t{i}": a for i, a in enumerate(arrays)})

@@ -87,9 +87,7 @@ def occlusion_in_child(model: str, backend: str, images: np.ndarray, layout: str
     predict = batch_predictor(session, be.name, _output_spec(session, target))
     report_phase("running")
     outputs = predict(images)
-    check_scores(outputs, num_classes, model)
-    logits = not is_probabilities(outputs)
-    chosen = [int(c) for c in (classes if classes is not None else np.argmax(outputs, axis=-1))]
+    logits, chosen = explained_classes(outputs, classes, num_classes, model)
     maps = []
     for i, (image, cls) in enumerate(zip(images, chosen)):
         report_progress(["sample", i])
@@ -101,6 +99,15 @@ def occlusion_in_child(model: str, backend: str, images: np.ndarray, layout: str
         maps.append(occlusion_map(spatial(image[None], layout)[0], score, patch, stride, np.asarray(fill)))
     return {"outputs": outputs, "logits": logits, "classes": chosen, "maps": np.stack(maps),
             "backend": be.name, "runs": session.describe()}
+
+
+def explained_classes(outputs: np.ndarray, classes: list[int] | None, num_classes: int,
+                      model: str) -> tuple[bool, list[int]]:
+    """(whether `outputs` are logits, the class each map explains: `classes`, else the predicted one), after
+    checking the scores fit the dataset's classes."""
+    check_scores(outputs, num_classes, model)
+    return (not is_probabilities(outputs),
+            [int(c) for c in (classes if classes is not None else np.argmax(outputs, axis=-1))])
 
 
 def gradient_in_child(model: str, backend: str, images: np.ndarray, layout: str, target: str | None = None,
@@ -123,9 +130,7 @@ def gradient_in_child(model: str, backend: str, images: np.ndarray, layout: str,
 
     report_phase("running")
     outputs = batch_predictor(session, be.name, output)(images)
-    check_scores(outputs, num_classes, model)
-    logits = not is_probabilities(outputs)
-    chosen = [int(c) for c in (classes if classes is not None else np.argmax(outputs, axis=-1))]
+    logits, chosen = explained_classes(outputs, classes, num_classes, model)
     maps = []
     for i, (image, cls) in enumerate(zip(images, chosen)):
         report_progress(["sample", i])

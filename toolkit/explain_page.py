@@ -11,37 +11,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .errors import MissingRuntimeError
+from . import figures
 
 if TYPE_CHECKING:
     from .explain import Explanation
 
 
 def need_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingRuntimeError("matplotlib, which draws the heat maps,", "report") from None
-
-
-def _figure(width: float, height: float) -> Any:
-    # The Agg canvas on a bare Figure: no pyplot, no global backend, no display.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()
-
-
-def _mpl(text: str) -> str:
-    return str(text).replace("$", r"\$")  # a '$' in a name must not start mathtext
+    figures.need_matplotlib("the heat maps")
 
 
 def _shown(image: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -60,7 +37,7 @@ def _overlay(ax: Any, image: np.ndarray, heat: np.ndarray, signed: bool, title: 
         im = ax.imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6, interpolation="nearest")
     else:
         im = ax.imshow(heat, cmap="inferno", vmin=0, vmax=limit, alpha=0.6, interpolation="nearest")
-    ax.set_title(_mpl(title), fontsize=8)
+    ax.set_title(figures.mpl_text(title), fontsize=8)
     ax.set_axis_off()
     return im
 
@@ -68,11 +45,11 @@ def _overlay(ax: Any, image: np.ndarray, heat: np.ndarray, signed: bool, title: 
 def sample_png(ex: Explanation, i: int) -> bytes:
     """One sample: the image, then each model's map over it, titled with its prediction (and the correlation)."""
     sides = [ex.main] + ([ex.other] if ex.other else [])
-    fig = _figure(2.6 * (1 + len(sides)), 2.9)
+    fig = figures.figure(2.6 * (1 + len(sides)), 2.9)
     axes = fig.subplots(1, 1 + len(sides))
     shown, cmap = _shown(ex.images[i])
     axes[0].imshow(shown, cmap=cmap, interpolation="nearest")
-    axes[0].set_title(_mpl(f"test[{ex.indices[i]}]: {ex.name_of(ex.labels[i])}"), fontsize=8)
+    axes[0].set_title(figures.mpl_text(f"test[{ex.indices[i]}]: {ex.name_of(ex.labels[i])}"), fontsize=8)
     axes[0].set_axis_off()
     signed = ex.method == "occlusion"
     for ax, side in zip(axes[1:], sides):
@@ -86,7 +63,7 @@ def sample_png(ex: Explanation, i: int) -> bytes:
         r = ex.correlations[i]
         fig.suptitle(f"maps' correlation r = {r:.3f}" if r is not None else "maps' correlation: undefined (a flat map)",
                      fontsize=9)
-    return _png(fig)
+    return figures.png(fig)
 
 
 def png_files(ex: Explanation) -> list[str]:

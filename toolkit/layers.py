@@ -107,3 +107,25 @@ def layer_outputs(trace: Mapping[str, np.ndarray], outputs: Sequence[str]) -> tu
         layers.pop(layer, None)  # re-inserted: a layer takes the place of its last tensor in execution order
         layers[layer] = (name, value)
     return layers, orphans
+
+
+# Where an ONNX operator's quantized first output takes its scale and zero point (input positions): QDQ and
+# QOperator graphs, ONNX Runtime's contrib QGemm included. DynamicQuantizeLinear computes them: its outputs 1, 2.
+ONNX_OUTPUT_QUANTIZATION = {
+    "QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QGemm": (6, 7),
+    "QLinearAdd": (6, 7), "QLinearMul": (6, 7), "QLinearAveragePool": (3, 4), "QLinearGlobalAveragePool": (3, 4),
+    "QLinearLeakyRelu": (3, 4), "QLinearSigmoid": (3, 4), "QLinearSoftmax": (3, 4), "QLinearConcat": (0, 1)}
+
+
+def onnx_output_quantization(op_type: str, inputs: Sequence[str], outputs: Sequence[str],
+                             axis: int | None = None) -> tuple[str, str, int | None] | None:
+    """(scale name, zero-point name, axis) of an ONNX node's quantized first output, or None when it is not
+    quantized: what `dequantize` needs to turn the traced integers into real numbers. `axis` is the node's own
+    attribute, which only QuantizeLinear's output keeps."""
+    if op_type == "DynamicQuantizeLinear":
+        return (outputs[1], outputs[2], None) if len(outputs) > 2 else None
+    if op_type not in ONNX_OUTPUT_QUANTIZATION:
+        return None
+    scale, zero = ONNX_OUTPUT_QUANTIZATION[op_type]
+    padded = list(inputs) + [""] * 8
+    return padded[scale], padded[zero], (axis if op_type == "QuantizeLinear" else None)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import MissingRuntimeError, UsageError
+from .errors import UsageError
+from .figures import figure, mpl_text, need_matplotlib, png
 from .history import History, Run
 from .metrics import headline
 from .records import BenchFailure, BenchRecord
@@ -171,36 +170,6 @@ class Plot:
     front: list[str] | None = None  # the labels on the Pareto front
 
 
-def _need_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        error = MissingRuntimeError("matplotlib, which draws the report's plots,", "report")
-        error.hint = f"{error.hint}, or use --format md (no plots)"
-        raise error from None
-
-
-def _mpl(text: str) -> str:
-    """Text for matplotlib: a '$' in a model name must not start mathtext."""
-    return str(text).replace("$", r"\$")
-
-
-def _figure(width: float, height: float) -> Any:
-    # The Agg canvas on a bare Figure: no pyplot, so no global backend to switch and no display needed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()
-
-
 def latency_plot(items: Sequence[Entry]) -> Plot:
     """Box plots of each record's kept samples: one row per (model, backend, target, batch)."""
     title = "Latency distribution"
@@ -213,7 +182,7 @@ def latency_plot(items: Sequence[Entry]) -> Plot:
     low = min(min(d) for d in data)
     high = max(max(d) for d in data)
     log = low > 0 and high / low > LOG_RATIO
-    fig = _figure(9, 1.2 + 0.45 * len(data))
+    fig = figure(9, 1.2 + 0.45 * len(data))
     ax = fig.add_subplot()
     style = {"whis": (1, 99), "widths": 0.6, "flierprops": {"marker": ".", "markersize": 2, "alpha": 0.3},
              "medianprops": {"color": "#c0392b"}}
@@ -221,7 +190,7 @@ def latency_plot(items: Sequence[Entry]) -> Plot:
         ax.boxplot(data[::-1], orientation="horizontal", **style)
     except TypeError:  # matplotlib before 3.10
         ax.boxplot(data[::-1], vert=False, **style)
-    ax.set_yticks(range(1, len(data) + 1), [_mpl(f"{e.label} · {e.where}") for e in with_samples[::-1]])
+    ax.set_yticks(range(1, len(data) + 1), [mpl_text(f"{e.label} · {e.where}") for e in with_samples[::-1]])
     p90 = [e.record.latency_us.get("p90") for e in with_samples[::-1]]
     ys = [i + 1 for i, v in enumerate(p90) if v is not None]
     ax.plot([v for v in p90 if v is not None], ys, "D", color="#2c3e50", markersize=4, label="p90")
@@ -235,7 +204,7 @@ def latency_plot(items: Sequence[Entry]) -> Plot:
                "the diamond is p90.")
     if missing:
         caption += f" {missing} record(s) without kept samples are not shown."
-    return Plot("latency", title, caption, _png(fig))
+    return Plot("latency", title, caption, png(fig))
 
 
 def _smallest_batch(items: Sequence[Entry]) -> list[Entry]:
@@ -291,7 +260,7 @@ def tradeoff_plot(items: Sequence[Entry]) -> Plot:
     sizes = [e.record.size_bytes or 0 for e in chosen]
     biggest = max(sizes) or 1
     areas = [30 + 400 * (s / biggest) if s else 30 for s in sizes]
-    fig = _figure(8, 5)
+    fig = figure(8, 5)
     ax = fig.add_subplot()
     on_front = set(front)
     rest = [i for i in range(len(xs)) if i not in on_front]
@@ -305,9 +274,9 @@ def tradeoff_plot(items: Sequence[Entry]) -> Plot:
     for i in front:
         labels.setdefault((xs[i], ys[i]), []).append(chosen[i].label)
     for (x, y), names in labels.items():
-        ax.annotate(_mpl(", ".join(names)), (x, y), textcoords="offset points", xytext=(7, 7), fontsize="small")
+        ax.annotate(mpl_text(", ".join(names)), (x, y), textcoords="offset points", xytext=(7, 7), fontsize="small")
     for i in rest:  # the dominated ones too, smaller and grey, so every point can be told apart
-        ax.annotate(_mpl(chosen[i].label), (xs[i], ys[i]), textcoords="offset points", xytext=(7, -10),
+        ax.annotate(mpl_text(chosen[i].label), (xs[i], ys[i]), textcoords="offset points", xytext=(7, -10),
                     fontsize="x-small", color="#555555")
     ax.margins(0.12)
     if xs and min(xs) > 0 and max(xs) / min(xs) > LOG_RATIO:
@@ -316,7 +285,7 @@ def tradeoff_plot(items: Sequence[Entry]) -> Plot:
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
-    return Plot("tradeoff", title, caption, _png(fig), front=[chosen[i].label for i in front])
+    return Plot("tradeoff", title, caption, png(fig), front=[chosen[i].label for i in front])
 
 
 def batch_plot(items: Sequence[Entry]) -> Plot:
@@ -330,13 +299,13 @@ def batch_plot(items: Sequence[Entry]) -> Plot:
               if len({e.record.batch for e in v}) >= 2}
     if not sweeps:
         return Plot("batch", title, NO_SWEEP_NOTE)
-    fig = _figure(8, 5)
+    fig = figure(8, 5)
     ax = fig.add_subplot()
     for group in sweeps.values():
         first = group[0]
         name = first.label.replace(f" x{first.record.batch}", "") if first.record.batch != 1 else first.label
         ax.plot([e.record.batch for e in group], [e.record.throughput_per_s for e in group], "o-",
-                label=_mpl(f"{name} · {first.where}"))
+                label=mpl_text(f"{name} · {first.where}"))
     ax.set_xscale("log", base=2)
     batches = sorted({e.record.batch for g in sweeps.values() for e in g})
     ax.set_xticks(batches, [str(b) for b in batches])
@@ -346,7 +315,7 @@ def batch_plot(items: Sequence[Entry]) -> Plot:
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return Plot("batch", title, "Samples per second over the whole timed series, against the batch size: a line "
-                                "that keeps rising means bigger batches still pay off.", _png(fig))
+                                "that keeps rising means bigger batches still pay off.", png(fig))
 
 
 # ---------------------------------------------------------------------------------------------- HTML
@@ -377,7 +346,7 @@ def render_html(runs: Sequence[Run], plots: Sequence[Plot] | None = None) -> str
 
     items = entries(runs)
     if plots is None:
-        _need_matplotlib()
+        need_matplotlib("the report's plots", ", or use --format md (no plots)")
         plots = [latency_plot(items), tradeoff_plot(items), batch_plot(items)]
     ids = ", ".join(f"#{run.run_id}" for run in runs)
     made = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("T", " ")

@@ -11,15 +11,10 @@ import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, MissingRuntimeError, ModelFileError,
                          PluginOption, Session, TensorSpec, UsageError, dequantize, first_line, library_versions,
-                         read_specs)
+                         onnx_output_quantization, read_specs)
 
 from . import device
 
-# Where a quantized operator takes its output's scale and zero point (input positions), for QOperator graphs.
-_OUTPUT_QUANTIZATION = {"QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QGemm": (6, 7),
-                        "QLinearAdd": (6, 7), "QLinearMul": (6, 7), "QLinearAveragePool": (3, 4),
-                        "QLinearGlobalAveragePool": (3, 4), "QLinearLeakyRelu": (3, 4), "QLinearSigmoid": (3, 4),
-                        "QLinearSoftmax": (3, 4), "QLinearConcat": (0, 1)}
 # Operators whose integer output keeps the scale and zero point of their first input.
 _SAME_QUANTIZATION = {"MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Gather",
                       "Identity", "Resize", "Split", "DepthToSpace", "SpaceToDepth", "Pad"}
@@ -143,13 +138,9 @@ class _Tracer:
 
     def _note_quantization(self, node: Any) -> None:
         axis = next((a.i for a in node.attribute if a.name == "axis"), None)
-        if node.op_type in _OUTPUT_QUANTIZATION:
-            scale, zero = _OUTPUT_QUANTIZATION[node.op_type]
-            inputs = list(node.input) + [""] * 8
-            self.quantization[node.output[0]] = (inputs[scale], inputs[zero],
-                                                 axis if node.op_type == "QuantizeLinear" else None)
-        elif node.op_type == "DynamicQuantizeLinear":
-            self.quantization[node.output[0]] = (node.output[1], node.output[2], None)
+        where = onnx_output_quantization(node.op_type, node.input, node.output, axis)
+        if where is not None:
+            self.quantization[node.output[0]] = where
         elif node.op_type in _SAME_QUANTIZATION and node.input and node.input[0] in self.quantization:
             for out in node.output:
                 self.quantization[out] = self.quantization[node.input[0]]

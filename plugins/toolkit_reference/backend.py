@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from toolkit.api import (Artifact, Availability, Backend, BackendOptions, ModelFileError, Session, TensorSpec,
-                         UsageError, dequantize, first_line, library_versions, model_format)
+                         UsageError, dequantize, first_line, library_versions, model_format,
+                         onnx_output_quantization)
 
 from .compile import from_onnx
 from .kernels import KernelError, NodeFailure
@@ -124,11 +125,6 @@ def _check_wiring(model: Any, inputs: list[TensorSpec]) -> None:
             raise ModelFileError(f"graph output '{out.name}' is produced by no node", "Re-export the model")
 
 
-# Operators whose first output is quantized: where its scale and zero point are (inputs or outputs, positions).
-_QUANTIZED_OUTPUT = {"QuantizeLinear": ("in", 1, 2), "DynamicQuantizeLinear": ("out", 1, 2),
-                     "QLinearConv": ("in", 6, 7), "QLinearMatMul": ("in", 6, 7)}
-
-
 class ReferenceSession(Session):
     def __init__(self, model: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int | None):
         try:
@@ -138,7 +134,8 @@ class ReferenceSession(Session):
             raise UsageError(f"the reference backend has no kernel for this use of {e.op_type}: {e.reason}",
                              "Use the onnxruntime backend for this model") from None
         except Exception as e:  # a tensor whose bytes do not fit its shape, an unknown attribute type
-            raise ModelFileError(f"the graph's weights or attributes are malformed ({type(e).__name__})",
+            cause = e.error if isinstance(e, NodeFailure) else e  # (NodeFailure: while folding constants)
+            raise ModelFileError(f"the graph's weights or attributes are malformed ({type(cause).__name__})",
                                  "Re-export the model") from None
         self.input_specs, self.output_specs = inputs, outputs
         self._limits = None
@@ -164,15 +161,12 @@ class ReferenceSession(Session):
         # declares (as the other backends' traces give them).
         known = {**self.program.constants, **traced}
         for node in self.program.nodes:
-            where = _QUANTIZED_OUTPUT.get(node.op_type)
-            if where is None or node.outputs[0] not in traced:
+            where = onnx_output_quantization(node.op_type, node.inputs, node.outputs, node.attrs.get("axis", 1))
+            if where is None or node.outputs[0] not in traced or known.get(where[0]) is None:
                 continue
-            names = node.inputs if where[0] == "in" else node.outputs
-            scale = known.get(names[where[1]]) if len(names) > where[1] else None
-            zero = known.get(names[where[2]]) if len(names) > where[2] else None
-            if scale is not None:
-                traced[node.outputs[0]] = dequantize(traced[node.outputs[0]], scale, [0] if zero is None else zero,
-                                                     node.attrs.get("axis", 1))
+            zero = known.get(where[1])
+            traced[node.outputs[0]] = dequantize(traced[node.outputs[0]], known[where[0]],
+                                                 [0] if zero is None else zero, where[2])
         return traced
 
     def describe(self) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import kernels
-from .kernels import KernelError, NodeFailure
-from .ops import OPS, op
+from .kernels import run_readable
+from .ops import op
 
 # Operators whose output shape follows from their inputs' shapes and attributes alone: a Shape of their output
 # is the same on every run with the same input shapes.
@@ -56,16 +56,8 @@ Step = Callable[[list], None]
 
 
 def _generic(node: Node, ins: list[int], outs: list[int]) -> Step:
-    kernel, attrs, op_type, name = OPS[node.op_type], node.attrs, node.op_type, node.name
-
     def step(v: list) -> None:
-        try:
-            results = kernel([v[i] for i in ins], attrs)
-        except NotImplementedError as e:
-            raise KernelError(op_type, str(e)) from None
-        except (IndexError, ValueError, TypeError) as e:  # what the values do not allow: said, not a traceback
-            raise NodeFailure(op_type, name, e) from None
-        for o, r in zip(outs, results):
+        for o, r in zip(outs, run_readable(node, [v[i] for i in ins])):
             v[o] = r
 
     return step
@@ -92,9 +84,10 @@ class Program:
         self.output_slots = [names[n] for n in self.output_names]
         static = _shape_only(live, set(self.constants), set(self.input_names))
         # The first run with new input shapes runs every step and remembers the shape-only values.
-        self.all_steps = _steps(live, names, self.constants, set(self.output_names))
-        self.dynamic_steps = _steps([n for n in live if not static.get(id(n))], names, self.constants,
-                                    set(self.output_names))
+        layouts: dict[int, np.ndarray] = {}  # packed weights, shared by the two step lists
+        self.all_steps = _steps(live, names, self.constants, set(self.output_names), layouts)
+        self.dynamic_steps = self.all_steps if not static else _steps(
+            [n for n in live if not static.get(id(n))], names, self.constants, set(self.output_names), layouts)
         self.static_slots = [names[o] for n in live if static.get(id(n)) for o in n.outputs]
         self.shape_values: OrderedDict[tuple, list[tuple[int, Any]]] = OrderedDict()
 
@@ -128,13 +121,7 @@ class Program:
         for node in self.nodes:
             if all(o in self.constants for o in node.outputs):
                 continue
-            try:
-                results = OPS[node.op_type]([values[i] for i in node.inputs], node.attrs)
-            except NotImplementedError as e:
-                raise KernelError(node.op_type, str(e)) from None
-            except (IndexError, ValueError, TypeError) as e:
-                raise NodeFailure(node.op_type, node.name, e) from None
-            for name, value in zip(node.outputs, results):
+            for name, value in zip(node.outputs, run_readable(node, [values[i] for i in node.inputs])):
                 values[name] = value
                 if name and isinstance(value, (np.ndarray, np.generic)):  # a 0-d result may be a numpy scalar
                     traced[name] = np.array(value)
@@ -148,11 +135,7 @@ def _fold_constants(nodes: list[Node], constants: dict[str, np.ndarray]) -> None
     for node in nodes:
         if node.op_type in ("If", "Loop") or any(i and i not in constants for i in node.inputs):
             continue
-        try:
-            results = OPS[node.op_type]([constants.get(i) for i in node.inputs], node.attrs)
-        except NotImplementedError as e:
-            raise KernelError(node.op_type, str(e)) from None
-        for name, value in zip(node.outputs, results):
+        for name, value in zip(node.outputs, run_readable(node, [constants.get(i) for i in node.inputs])):
             constants[name] = value
 
 
@@ -184,8 +167,8 @@ def _consumers(nodes: list[Node]) -> dict[str, list[Node]]:
     return users
 
 
-def _steps(nodes: list[Node], slots: dict[str, int], constants: dict[str, np.ndarray],
-           graph_outputs: set[str]) -> list[Step]:
+def _steps(nodes: list[Node], slots: dict[str, int], constants: dict[str, np.ndarray], graph_outputs: set[str],
+           layouts: dict[int, np.ndarray]) -> list[Step]:
     """Kernels for `nodes`, fusing what a packed kernel can absorb: a fused node's own outputs are never
     materialised, so fusion stops at values something else reads (another node, or the graph's outputs)."""
     users = _consumers(nodes)
@@ -202,7 +185,7 @@ def _steps(nodes: list[Node], slots: dict[str, int], constants: dict[str, np.nda
     for node in nodes:
         if id(node) in absorbed:
             continue
-        packed = kernels.pack(node, constants, only_user)
+        packed = kernels.pack(node, constants, only_user, layouts)
         if packed is None:
             steps.append(_generic(node, [slots[i] for i in node.inputs], [slots[o] for o in node.outputs]))
             if node.op_type in KEEPS_GRID and node.inputs[0] in grids:

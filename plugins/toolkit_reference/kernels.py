@@ -35,6 +35,17 @@ class NodeFailure(Exception):
         self.op_type, self.name, self.error = op_type, name, error
 
 
+def run_readable(node: Any, args: list[Any]) -> list[Any]:
+    """ops.py's kernel for `node` on `args`: a refusal (NotImplementedError) as KernelError, a failure on these
+    values as NodeFailure, so that every caller reports them the same way."""
+    try:
+        return OPS[node.op_type](args, node.attrs)
+    except NotImplementedError as e:
+        raise KernelError(node.op_type, str(e)) from None
+    except (IndexError, ValueError, TypeError) as e:
+        raise NodeFailure(node.op_type, node.name, e) from None
+
+
 def _const(constants: dict[str, np.ndarray], name: str) -> np.ndarray | None:
     return constants.get(name) if name else None
 
@@ -163,10 +174,7 @@ class Packed:
             for node in covers:
                 args = [value if name == previous else (constants.get(name) if name else None)
                         for name in node.inputs]
-                try:
-                    value = OPS[node.op_type](args, node.attrs)[0]
-                except NotImplementedError as e:
-                    raise KernelError(node.op_type, str(e)) from None
+                value = run_readable(node, args)[0]
                 previous = node.outputs[0]
             return value
 
@@ -183,14 +191,14 @@ class Conv2D(Packed):
 
     accepts_bias = True
 
-    def __init__(self, node: Any, weight: np.ndarray, bias: np.ndarray | None, constants: dict[str, np.ndarray]):
+    def __init__(self, node: Any, weight_shape: tuple[int, ...], matrix: np.ndarray, bias: np.ndarray | None,
+                 constants: dict[str, np.ndarray]):
         super().__init__(node, constants)
-        self.out_channels, self.in_channels = weight.shape[0], weight.shape[1]
-        self.kernel = tuple(node.attrs.get("kernel_shape", weight.shape[2:]))
+        self.out_channels, self.in_channels = weight_shape[0], weight_shape[1]
+        self.kernel = tuple(node.attrs.get("kernel_shape", weight_shape[2:]))
         self.strides = tuple(node.attrs.get("strides", (1, 1)))
         self.dilations = tuple(node.attrs.get("dilations", (1, 1)))
-        self.matrix = np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, self.out_channels),
-                                           dtype=np.float32)
+        self.matrix = matrix  # the weight as (kh*kw*Cin, Cout): conv_matrix()
         self.bias = None if bias is None else bias.astype(np.float32).reshape(-1, 1, 1)
         self.buffers: dict[tuple[int, ...], tuple] = {}
 
@@ -233,7 +241,7 @@ class MatMulConst(Packed):
 
     def __init__(self, node: Any, weight: np.ndarray, bias: np.ndarray | None, constants: dict[str, np.ndarray]):
         super().__init__(node, constants)
-        self.weight = np.ascontiguousarray(weight, dtype=np.float32)
+        self.weight = weight  # (K, N), contiguous float32
         self.bias = None if bias is None else bias.astype(np.float32)
         self.buffers: dict[tuple[int, ...], np.ndarray] = {}
 
@@ -298,21 +306,30 @@ class Pool2D(Packed):
         return out
 
 
-def pack(node: Any, constants: dict[str, np.ndarray], only_user: OnlyUser) -> Packed | None:
-    """The packed kernel for `node`, or None when the readable kernel is the one to run."""
+def pack(node: Any, constants: dict[str, np.ndarray], only_user: OnlyUser,
+         layouts: dict[int, np.ndarray]) -> Packed | None:
+    """The packed kernel for `node`, or None when the readable kernel is the one to run. `layouts` keeps each
+    node's weight in its packed layout, so a graph compiled into several step lists holds it once."""
     attrs, op_type = node.attrs, node.op_type
+
+    def laid_out(make: Callable[[], np.ndarray]) -> np.ndarray:
+        if id(node) not in layouts:
+            layouts[id(node)] = np.ascontiguousarray(make(), dtype=np.float32)
+        return layouts[id(node)]
+
     if op_type == "Conv":
         weight = _const(constants, node.inputs[1])
         bias = _const(constants, node.inputs[2]) if len(node.inputs) > 2 else None
         if (weight is None or weight.ndim != 4 or weight.dtype != np.float32 or int(attrs.get("group", 1)) != 1
                 or (len(node.inputs) > 2 and node.inputs[2] and bias is None)):
             return None
-        return Conv2D(node, weight, bias, constants)
+        matrix = laid_out(lambda: weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0]))
+        return Conv2D(node, weight.shape, matrix, bias, constants)
     if op_type == "MatMul":
         weight = _const(constants, node.inputs[1])
         if weight is None or weight.ndim != 2 or weight.dtype != np.float32:
             return None
-        return MatMulConst(node, weight, None, constants)
+        return MatMulConst(node, laid_out(lambda: weight), None, constants)
     if op_type == "Gemm":
         weight = _const(constants, node.inputs[1])
         bias = _const(constants, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
@@ -321,7 +338,7 @@ def pack(node: Any, constants: dict[str, np.ndarray], only_user: OnlyUser) -> Pa
                 or (len(node.inputs) > 2 and node.inputs[2] and bias is None)
                 or (bias is not None and bias.ndim > 1 and bias.shape[0] != 1)):
             return None
-        return MatMulConst(node, weight.T if attrs.get("transB", 0) else weight, bias, constants)
+        return MatMulConst(node, laid_out(lambda: weight.T if attrs.get("transB", 0) else weight), bias, constants)
     if op_type in ("MaxPool", "AveragePool"):
         if (len(attrs.get("kernel_shape", ())) != 2 or attrs.get("ceil_mode", 0) or len(node.outputs) > 1
                 or (op_type == "AveragePool" and attrs.get("count_include_pad", 0))):

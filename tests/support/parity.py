@@ -9,7 +9,7 @@ import numpy as np
 
 from toolkit import plugins
 from toolkit.artifact import Artifact
-from toolkit.benchmark.measure import _feed, load_session
+from toolkit.benchmark.measure import fitting_inputs, load_session
 
 NATIVE = {"onnx": ("onnxruntime", {}), "tflite": ("tflite", {"reference_kernels": "true"})}
 
@@ -25,7 +25,7 @@ def assert_reference_agrees(path: Path, dataset: str, samples: int = 64) -> dict
     _, theirs = load_session(artifact, backend, 1, None, options)
     x, _ = plugins.registries().datasets.get(dataset).load("test")
     x = {k: v[:samples] for k, v in x.items()} if isinstance(x, dict) else x[:samples]
-    fed = {s.name: s.quantize(v) for s, v in zip(ours.input_specs, _feed(ours, x).values())}
+    fed = {s.name: s.quantize(v) for s, v in zip(ours.input_specs, fitting_inputs(ours, dataset, x).values())}
     measured = {}
     for session in (ours, theirs):
         session.resize({name: value.shape for name, value in fed.items()})

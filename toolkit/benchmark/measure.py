@@ -118,18 +118,23 @@ def target_output(session: Session, dataset: Any) -> TensorSpec:
     return outs[0]
 
 
-def dataset_fits(session: Any, dataset: Any, x: Any) -> tuple[dict[str, np.ndarray], TensorSpec]:
-    """The dataset's inputs by the model's input names, each checked to fit its input, and the output it is scored
-    on (`session` needs only input_specs and output_specs: a remote runner checks against the model's declared
-    specs before it ships)."""
+def fitting_inputs(session: Any, dataset_name: str, x: Any,
+                   hint: str = "Pick the dataset the model was trained on") -> dict[str, np.ndarray]:
+    """The dataset's inputs by the model's input names, each checked to fit its input (`session` needs only
+    input_specs)."""
     fed_all = _feed(session, x)
     for spec in session.input_specs:
         arr = fed_all[spec.name]
         if not spec.accepts((spec.shape[0] or len(arr), *arr.shape[1:])):
-            raise UsageError(f"dataset '{dataset.name}' gives '{short_name(spec.name)}' of shape {list(arr.shape[1:])}"
-                             f" per sample, the model wants {list(spec.shape[1:])}",
-                             "Pick the dataset the model was trained on")
-    return fed_all, target_output(session, dataset)
+            raise UsageError(f"dataset '{dataset_name}' gives '{short_name(spec.name)}' of shape {list(arr.shape[1:])}"
+                             f" per sample, the model wants {list(spec.shape[1:])}", hint)
+    return fed_all
+
+
+def dataset_fits(session: Any, dataset: Any, x: Any) -> tuple[dict[str, np.ndarray], TensorSpec]:
+    """The dataset's inputs, each checked to fit its input, and the output it is scored on (`session` needs only
+    input_specs and output_specs: a remote runner checks against the model's declared specs before it ships)."""
+    return fitting_inputs(session, dataset.name, x), target_output(session, dataset)
 
 
 def evaluate(session: Session, dataset_name: str, batch: int, budget_s: float | None, backend: str) -> dict:
